@@ -1,0 +1,179 @@
+"""Document collections: a database row, a Milvus collection and an object prefix, made together.
+
+Per-collection search and chunking parameters live in ``CollectionConfig``; the operator fills it
+from a ``DocumentCollection`` spec, the API and CLI from their arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import func, or_, select
+
+from bunko.errors import Conflict, InvalidInput, NotFound
+from bunko.store.db import Collection, Document, Role, Visibility
+
+if TYPE_CHECKING:
+    from bunko.runtime import Runtime
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DEFAULT_COLLECTION = "default"
+
+
+class CollectionConfig(BaseModel):
+    """Search, rerank and chunking parameters of one collection (ARCHITECTURE.md §5, §6)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chunk_size: int = Field(default=600, ge=50, le=8192)
+    chunk_overlap: int = Field(default=80, ge=0, le=4096)
+    table_max_chars: int = Field(default=2048, ge=100, le=65536)
+    dense_weight: float = Field(default=0.7, ge=0, le=1)
+    sparse_weight: float = Field(default=0.3, ge=0, le=1)
+    dense_k: int = Field(default=20, ge=1, le=1000)
+    sparse_k: int = Field(default=20, ge=1, le=1000)
+    rerank_top_k: int = Field(default=5, ge=1, le=100)
+    rerank_threshold: float = Field(default=0.65, ge=0, le=1)
+    index_type: Literal["IVF_FLAT", "HNSW", "FLAT"] = "IVF_FLAT"
+    nlist: int = Field(default=128, ge=1, le=65536)
+    nprobe: int = Field(default=128, ge=1, le=65536)
+    hnsw_m: int = Field(default=16, ge=2, le=2048)
+    hnsw_ef_construction: int = Field(default=200, ge=1)
+    hnsw_ef: int = Field(default=128, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> CollectionConfig:
+        if abs(self.dense_weight + self.sparse_weight - 1.0) > 1e-6:
+            raise ValueError(
+                f"dense_weight + sparse_weight must be 1 (got {self.dense_weight} + {self.sparse_weight})"
+            )
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        if self.rerank_top_k > max(self.dense_k, self.sparse_k):
+            raise ValueError("rerank_top_k cannot exceed the search top-k (dense_k / sparse_k)")
+        return self
+
+    def index_params(self) -> dict[str, int]:
+        if self.index_type == "HNSW":
+            return {"M": self.hnsw_m, "efConstruction": self.hnsw_ef_construction}
+        if self.index_type == "IVF_FLAT":
+            return {"nlist": self.nlist}
+        return {}
+
+    def search_params(self) -> dict[str, int]:
+        if self.index_type == "HNSW":
+            return {"ef": max(self.hnsw_ef, self.dense_k)}
+        if self.index_type == "IVF_FLAT":
+            return {"nprobe": min(self.nprobe, self.nlist)}
+        return {}
+
+
+def parse_config(raw: dict[str, object] | None) -> CollectionConfig:
+    try:
+        return CollectionConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        raise InvalidInput(
+            "invalid collection configuration: "
+            + "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()),
+            detail=exc.errors(include_url=False, include_context=False),
+        ) from exc
+
+
+def vector_collection_name(name: str) -> str:
+    # Milvus names allow letters, digits and underscores only.
+    return "bunko_" + name.replace("-", "_")
+
+
+def create_collection(
+    rt: Runtime,
+    name: str,
+    *,
+    description: str = "",
+    config: CollectionConfig | dict[str, object] | None = None,
+    visibility: str = Visibility.collection.value,
+    allowed_roles: Iterable[str] = (),
+    pipeline: str = "",
+) -> Collection:
+    if not NAME_RE.match(name):
+        raise InvalidInput(
+            f"invalid collection name {name!r}: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (like a Kubernetes name)"
+        )
+    cfg = config if isinstance(config, CollectionConfig) else parse_config(config)
+    roles = _check_roles(allowed_roles)
+    _check_visibility(visibility)
+    with rt.sessions() as s:
+        if s.scalar(select(Collection).where(Collection.name == name)) is not None:
+            raise Conflict(f"collection {name!r} already exists")
+    embedder = rt.embedder
+    vname = vector_collection_name(name)
+    # The vector collection first: if it fails, no row claims a collection that cannot be searched.
+    rt.vectors.ensure_collection(vname, embedder.dim, index_type=cfg.index_type,
+                                 index_params=cfg.index_params())
+    with rt.sessions.begin() as s:
+        coll = Collection(
+            name=name,
+            description=description,
+            pipeline=pipeline,
+            embedding_model=embedder.model_id,
+            embedding_dim=embedder.dim,
+            vector_collection=vname,
+            config=cfg.model_dump(),
+            visibility=visibility,
+            allowed_roles=roles,
+        )
+        s.add(coll)
+    return coll
+
+
+def ensure_default_collection(rt: Runtime) -> Collection:
+    try:
+        return get_collection(rt, DEFAULT_COLLECTION)
+    except NotFound:
+        try:
+            return create_collection(rt, DEFAULT_COLLECTION, description="既定のコレクション")
+        except Conflict:  # created concurrently by another process
+            return get_collection(rt, DEFAULT_COLLECTION)
+
+
+def get_collection(rt: Runtime, name_or_id: str) -> Collection:
+    with rt.sessions() as s:
+        coll = s.scalar(
+            select(Collection).where(or_(Collection.name == name_or_id, Collection.id == name_or_id))
+        )
+    if coll is None:
+        raise NotFound(f"collection {name_or_id!r} does not exist; list them with `bunko collections` "
+                       "or GET /api/v1/collections")
+    return coll
+
+
+def list_collections(rt: Runtime) -> list[tuple[Collection, int]]:
+    """Every collection with its number of documents."""
+    with rt.sessions() as s:
+        counts = dict(
+            s.execute(select(Document.collection_id, func.count()).group_by(Document.collection_id)).all()
+        )
+        colls = list(s.scalars(select(Collection).order_by(Collection.name)))
+    return [(c, int(counts.get(c.id, 0))) for c in colls]
+
+
+def collection_config(coll: Collection) -> CollectionConfig:
+    return parse_config(coll.config)
+
+
+def _check_roles(roles: Iterable[str]) -> list[str]:
+    out = list(dict.fromkeys(roles))
+    valid = {r.value for r in Role}
+    bad = [r for r in out if r not in valid]
+    if bad:
+        raise InvalidInput(f"unknown role(s) {bad}; roles are {sorted(valid)}")
+    return out
+
+
+def _check_visibility(visibility: str) -> None:
+    valid = {v.value for v in Visibility}
+    if visibility not in valid:
+        raise InvalidInput(f"unknown visibility {visibility!r}; choose one of {sorted(valid)}")

@@ -1,0 +1,189 @@
+"""One document through extract → chunk → embed → index → thumbnail.
+
+Every stage is idempotent, so a job re-run after a crash (its worker SIGKILLed, its lease lost)
+converges on the same result: pages and chunks are replaced, vectors are upserted by deterministic
+chunk id after the document's old vectors are deleted, and OCR output is cached in the object store
+by (file hash, page, engine, version, dpi) so a re-run does not OCR again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete
+
+from bunko.collections import collection_config
+from bunko.ingest.extract import extract_document
+from bunko.ingest.submit import page_prefix, thumbnail_key
+from bunko.ingest.thumbnail import render_thumbnail
+from bunko.ingest.types import ChunkDraft, PageText
+from bunko.store.db import Chunk, Collection, Document, DocumentStatus, Page
+from bunko.store.objects import ocr_cache
+from bunko.store.vectors import VectorRow
+from bunko.text.chunking import chunk_pages
+from bunko.text.tokenize import index_tokens
+
+if TYPE_CHECKING:
+    from bunko.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Heartbeat = Callable[[], None]
+
+# Share of the progress bar each stage covers; extraction dominates on scanned PDFs.
+_EXTRACT_END, _EMBED_END = 0.7, 0.95
+
+
+def chunk_id(document_id: str, chunk_index: int) -> str:
+    return f"{document_id}-{chunk_index:05d}"
+
+
+def make_processor(rt: Runtime) -> Callable[[str, Heartbeat], None]:
+    """The ``process`` callable the worker loop runs for each claimed job."""
+
+    def process(document_id: str, heartbeat: Heartbeat) -> None:
+        process_document(rt, document_id, heartbeat)
+
+    return process
+
+
+def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambda: None) -> None:
+    with rt.sessions() as s:
+        doc = s.get(Document, document_id)
+        if doc is None:
+            log.warning("job for deleted document %s dropped", document_id)
+            return
+        coll = doc.collection
+        s.expunge_all()
+    _set_stage(rt, document_id, "extract", 0.0, status=DocumentStatus.processing)
+
+    with tempfile.TemporaryDirectory(prefix="bunko-doc-") as tmp:
+        pdf = Path(tmp) / "document.pdf"
+        with pdf.open("wb") as fh:
+            for part in rt.objects.iter_chunks(doc.raw_key):
+                fh.write(part)
+        pages = _extract(rt, doc, pdf, heartbeat)
+        _store_pages(rt, doc, pages)
+        heartbeat()
+
+        _set_stage(rt, document_id, "chunk", _EXTRACT_END)
+        cfg = collection_config(coll)
+        drafts = chunk_pages(pages, chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap,
+                             table_max_chars=cfg.table_max_chars)
+
+        _set_stage(rt, document_id, "embed", _EXTRACT_END)
+        vectors = _embed(rt, document_id, drafts, heartbeat)
+
+        _set_stage(rt, document_id, "index", _EMBED_END)
+        _index(rt, doc, coll, drafts, vectors)
+        heartbeat()
+
+        _set_stage(rt, document_id, "thumbnail", 0.98)
+        rt.objects.put(thumbnail_key(doc.id), render_thumbnail(pdf, settings=rt.settings),
+                       content_type="image/png")
+
+    with rt.sessions.begin() as s:
+        d = s.get(Document, document_id)
+        if d is not None:
+            d.status = DocumentStatus.completed.value
+            d.stage = "done"
+            d.progress = 1.0
+            d.chunk_count = len(drafts)
+            d.page_count = len(pages)
+            d.error = None
+            d.error_code = None
+            d.completed_at = datetime.now(UTC)
+    # New searchable content: answers cached for this collection are stale now.
+    rt.cache.bump(f"collection:{coll.id}")
+
+
+def _extract(rt: Runtime, doc: Document, pdf: Path, heartbeat: Heartbeat) -> list[PageText]:
+    last = [0.0]
+
+    def on_page(done: int, total: int) -> None:
+        heartbeat()
+        now = time.monotonic()
+        # Throttled: a 1,000-page born-digital PDF must not become 1,000 progress transactions.
+        if done == total or now - last[0] > 0.5:
+            last[0] = now
+            _set_stage(rt, doc.id, "extract", _EXTRACT_END * done / max(total, 1))
+
+    return extract_document(pdf, settings=rt.settings, engines=rt.ocr_engines,
+                            cache=ocr_cache(rt.objects), on_page=on_page)
+
+
+def _store_pages(rt: Runtime, doc: Document, pages: list[PageText]) -> None:
+    prefix = page_prefix(doc.id)
+    rows = []
+    for p in pages:
+        md_key = f"{prefix}p{p.page_no:04d}.md"
+        js_key = f"{prefix}p{p.page_no:04d}.json"
+        rt.objects.put(md_key, p.markdown.encode(), content_type="text/markdown; charset=utf-8")
+        payload = {"page": p.page_no, "source": p.source, "confidence": p.confidence,
+                   "width_pt": p.width_pt, "height_pt": p.height_pt,
+                   "blocks": [asdict(b) for b in p.blocks]}
+        rt.objects.put(js_key, json.dumps(payload, ensure_ascii=False).encode(),
+                       content_type="application/json")
+        rows.append(Page(document_id=doc.id, page_no=p.page_no, source=p.source, confidence=p.confidence,
+                         char_count=len(p.markdown), width_pt=p.width_pt, height_pt=p.height_pt,
+                         markdown_key=md_key, blocks_key=js_key, markdown=p.markdown))
+    with rt.sessions.begin() as s:
+        s.execute(delete(Page).where(Page.document_id == doc.id))
+        s.add_all(rows)
+
+
+def _embed(rt: Runtime, document_id: str, drafts: list[ChunkDraft], heartbeat: Heartbeat) -> list[list[float]]:
+    batch = rt.settings.embed_batch_size
+    out: list[list[float]] = []
+    embedder = rt.embedder
+    for start in range(0, len(drafts), batch):
+        texts = [d.text for d in drafts[start:start + batch]]
+        out.extend(embedder.embed_documents(texts).tolist())
+        heartbeat()
+        done = min(start + batch, len(drafts))
+        _set_stage(rt, document_id, "embed",
+                   _EXTRACT_END + (_EMBED_END - _EXTRACT_END) * done / max(len(drafts), 1))
+    return out
+
+
+def _index(rt: Runtime, doc: Document, coll: Collection, drafts: list[ChunkDraft],
+           vectors: list[list[float]]) -> None:
+    created = int((doc.created_at or datetime.now(UTC)).timestamp())
+    rows = [
+        VectorRow(
+            chunk_id=chunk_id(doc.id, d.chunk_index), document_id=doc.id, collection_id=coll.id,
+            page_no=d.page_no, chunk_index=d.chunk_index, kind=d.kind, section=d.section[:500],
+            title=doc.title, text=d.text, tokens=index_tokens(d.text), dense=vec,
+            owner_id=doc.owner_id, visibility=doc.visibility, allowed_roles=list(doc.allowed_roles),
+            tags=list(doc.tags), created_at=created,
+        )
+        for d, vec in zip(drafts, vectors, strict=True)
+    ]
+    # Delete-then-upsert: a re-run that yields fewer chunks must not leave the old tail behind.
+    rt.vectors.delete_document(coll.vector_collection, doc.id)
+    if rows:
+        rt.vectors.upsert(coll.vector_collection, rows)
+    with rt.sessions.begin() as s:
+        s.execute(delete(Chunk).where(Chunk.document_id == doc.id))
+        s.add_all(Chunk(id=r.chunk_id, document_id=doc.id, collection_id=coll.id, chunk_index=r.chunk_index,
+                        page_no=r.page_no, kind=r.kind, section=r.section, text=r.text) for r in rows)
+
+
+def _set_stage(rt: Runtime, document_id: str, stage: str, progress: float,
+               status: DocumentStatus | None = None) -> None:
+    with rt.sessions.begin() as s:
+        d = s.get(Document, document_id)
+        if d is None:
+            return
+        d.stage = stage
+        d.progress = round(progress, 4)
+        if status is not None:
+            d.status = status.value

@@ -1,0 +1,103 @@
+"""The composed parts of one Bunko process: settings, stores and models, built from Settings.
+
+The API, the worker, the CLI and the operator each build one ``Runtime`` and pass it to the core.
+Models load lazily (first use), so a process that never embeds never pays for the model, and the
+HTTP variants (``Settings.model_endpoint``) replace the in-process ones without the core knowing.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bunko.settings import Settings, get_settings
+from bunko.store.db import migrate, session_factory
+
+if TYPE_CHECKING:
+    from bunko.models.base import ChatModel, Embedder, OcrEngine, Reranker
+    from bunko.store.cache import Cache
+    from bunko.store.objects import ObjectStore
+    from bunko.store.vectors import VectorStore
+
+
+class Runtime:
+    def __init__(self, settings: Settings | None = None, *, migrate_db: bool = True) -> None:
+        self.settings = settings or get_settings()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_url = self.settings.resolved_database_url
+        if migrate_db:
+            migrate(self.db_url)
+        self.sessions: sessionmaker[Session] = session_factory(self.db_url)
+        self._lock = threading.RLock()
+
+    # --- stores ---------------------------------------------------------------------------------
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        from bunko.store.objects import open_object_store
+
+        return open_object_store(self.settings)
+
+    @cached_property
+    def vectors(self) -> VectorStore:
+        from bunko.store.vectors import VectorStore
+
+        return VectorStore(self.settings.resolved_milvus_uri, token=self.settings.milvus_token)
+
+    @cached_property
+    def cache(self) -> Cache:
+        from bunko.store.cache import open_cache
+
+        return open_cache(self.settings)
+
+    # --- models ---------------------------------------------------------------------------------
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self.settings.model_endpoint:
+                from bunko.models.http import HttpEmbedder
+
+                return HttpEmbedder(self.settings.model_endpoint, timeout_s=self.settings.model_timeout_s)
+            from bunko.models.embedding import load_embedder
+
+            return load_embedder(self.settings.embedding_model, batch_size=self.settings.embed_batch_size)
+
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        with self._lock:
+            if self.settings.model_endpoint and self.settings.reranker_model:
+                from bunko.models.http import HttpReranker
+
+                return HttpReranker(self.settings.model_endpoint, timeout_s=self.settings.model_timeout_s)
+            from bunko.models.rerank import load_reranker
+
+            return load_reranker(self.settings.reranker_model)
+
+    @cached_property
+    def ocr_engines(self) -> list[OcrEngine]:
+        with self._lock:
+            if self.settings.model_endpoint and self.settings.ocr_engines == ["serve"]:
+                from bunko.models.http import HttpOcrEngine
+
+                return [HttpOcrEngine(self.settings.model_endpoint, timeout_s=self.settings.model_timeout_s)]
+            from bunko.models.ocr import load_ocr_engines
+
+            return load_ocr_engines([e for e in self.settings.ocr_engines if e != "serve"])
+
+    @cached_property
+    def chat(self) -> ChatModel | None:
+        """The LLM, or None on the embedded default (answers are then extractive)."""
+        if not self.settings.llm_url:
+            return None
+        from bunko.generate.openai_client import OpenAIChatClient
+
+        return OpenAIChatClient(
+            self.settings.llm_url,
+            model=self.settings.llm_model,
+            api_key=self.settings.llm_api_key.get_secret_value() if self.settings.llm_api_key else None,
+            timeout_s=self.settings.model_timeout_s,
+        )

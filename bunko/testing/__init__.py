@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: tiny random-init models that load through the production loaders."""

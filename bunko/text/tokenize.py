@@ -1,0 +1,159 @@
+"""Japanese tokenisation for BM25.
+
+Milvus Lite only has the ``standard`` and ``jieba`` analyzers (no ``lindera``), so the Japanese
+analysis happens here: the text becomes space-separated terms and Milvus's ``standard`` analyzer
+only splits on those spaces (it keeps a Japanese term whole and lowercases Latin). Index and query
+go through the same :class:`Analyzer`, so their terms agree.
+
+The analysis:
+
+* ASCII runs (commands, options, identifiers, versions such as ``+deb12u1``) are kept whole and
+  lowercased: Sudachi would cut ``deb12u1`` into ``deb 12 u 1``, terms that match any number.
+* The Japanese in between goes through Sudachi (``sudachidict-core``); each morpheme becomes its
+  ``normalized_form`` (``受け`` → ``受ける``, ``ＡＢＣ`` → ``abc``), punctuation and whitespace are
+  dropped.
+* Character bigrams of every Japanese run are added, which recovers compounds that split
+  differently in the question and the document. ``bench/quality.py`` measured the variants
+  (mode A/C, with/without bigrams); :data:`DEFAULT_ANALYZER` is the best of them.
+
+Changing the analysis changes the index: bump :data:`ANALYZER_VERSION` so callers can tell.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from sudachipy import Dictionary, SplitMode
+from sudachipy import Tokenizer as SudachiTokenizer
+
+ANALYZER_VERSION = "1"
+
+# A run of ASCII word characters, with inner connectors that belong to codes and options
+# (``foo_bar``, ``v1.2.3``, ``--dry-run``, ``+deb12u1``, ``x86-64``). Leading ``-``/``+`` are part
+# of options and version suffixes; Milvus's analyzer drops them again, which is what we want.
+_ASCII_RUN = re.compile(r"[-+]*[A-Za-z0-9](?:[A-Za-z0-9_.+\-/:]*[A-Za-z0-9+])?")
+# Sudachi refuses inputs over ~49 KB; cut long segments at a harmless boundary first.
+_MAX_SEGMENT_CHARS = 4000
+_SEGMENT_BREAK = re.compile(r"(?<=[。！？\n])")
+# Part-of-speech heads that never help a keyword match.
+_DROP_POS = frozenset({"補助記号", "空白"})
+_FUNCTION_POS = frozenset({"助詞", "助動詞"})
+
+Mode = Literal["A", "B", "C"]
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """One tokenisation recipe; frozen so it can key caches and name a measured variant."""
+
+    mode: Mode = "C"
+    bigrams: bool = True
+    drop_function_words: bool = False
+
+    def tokens(self, text: str) -> list[str]:
+        text = unicodedata.normalize("NFKC", text)
+        out: list[str] = []
+        pos = 0
+        for m in _ASCII_RUN.finditer(text):
+            if m.start() > pos:
+                self._japanese(text[pos : m.start()], out)
+            out.append(m.group().strip("-+").lower() or m.group())
+            pos = m.end()
+        if pos < len(text):
+            self._japanese(text[pos:], out)
+        return out
+
+    def _japanese(self, segment: str, out: list[str]) -> None:
+        if not segment.strip():
+            return
+        tok = _tokenizer(self.mode)
+        for piece in _pieces(segment):
+            for m in tok.tokenize(piece):
+                pos0 = m.part_of_speech()[0]
+                if pos0 in _DROP_POS:
+                    continue
+                if self.drop_function_words and pos0 in _FUNCTION_POS:
+                    continue
+                term = m.normalized_form().lower()
+                if term.strip():
+                    out.append(term)
+        if self.bigrams:
+            out.extend(_bigrams(segment))
+
+
+def _pieces(segment: str) -> list[str]:
+    if len(segment) <= _MAX_SEGMENT_CHARS:
+        return [segment]
+    pieces: list[str] = []
+    buf = ""
+    for part in _SEGMENT_BREAK.split(segment):
+        while len(part) > _MAX_SEGMENT_CHARS:  # no break at all: cut hard
+            pieces.append(part[:_MAX_SEGMENT_CHARS])
+            part = part[_MAX_SEGMENT_CHARS:]
+        if len(buf) + len(part) > _MAX_SEGMENT_CHARS:
+            pieces.append(buf)
+            buf = ""
+        buf += part
+    if buf:
+        pieces.append(buf)
+    return pieces
+
+
+def _is_word_char(ch: str) -> bool:
+    # Letters and digits of any script (kanji and kana are category Lo/Lm), not punctuation.
+    return unicodedata.category(ch)[0] in "LN"
+
+
+def _bigrams(segment: str) -> list[str]:
+    grams: list[str] = []
+    run: list[str] = []
+    for ch in [*segment, " "]:
+        if _is_word_char(ch) and not ch.isascii():
+            run.append(ch)
+            continue
+        grams.extend(run[i] + run[i + 1] for i in range(len(run) - 1))
+        run = []
+    return grams
+
+
+# --- Sudachi objects: the dictionary once per process, a tokenizer per thread and mode ---------
+
+_dict_lock = threading.Lock()
+_dictionary: Dictionary | None = None
+_local = threading.local()
+_MODES = {"A": SplitMode.A, "B": SplitMode.B, "C": SplitMode.C}
+
+
+def _get_dictionary() -> Dictionary:
+    global _dictionary
+    with _dict_lock:
+        if _dictionary is None:
+            _dictionary = Dictionary(dict="core")
+        return _dictionary
+
+
+def _tokenizer(mode: Mode) -> SudachiTokenizer:
+    cache: dict[str, SudachiTokenizer] | None = getattr(_local, "tokenizers", None)
+    if cache is None:
+        cache = _local.tokenizers = {}
+    tok = cache.get(mode)
+    if tok is None:
+        tok = cache[mode] = _get_dictionary().tokenizer(mode=_MODES[mode])
+    return tok
+
+
+DEFAULT_ANALYZER = Analyzer()
+
+
+def index_tokens(text: str, analyzer: Analyzer = DEFAULT_ANALYZER) -> str:
+    """The space-separated terms stored in the BM25 field for a chunk."""
+    return " ".join(analyzer.tokens(text))
+
+
+def query_tokens(text: str, analyzer: Analyzer = DEFAULT_ANALYZER) -> str:
+    """The space-separated terms of a query; the same analysis as :func:`index_tokens`."""
+    return " ".join(analyzer.tokens(text))
