@@ -130,11 +130,13 @@ def _page_chunks(
         if block.kind == "table":
             out.extend(("table", piece, block.section) for piece in _split_table(block.text, table_max_chars))
         else:
-            out.extend(
-                ("text", piece.strip(), block.section)
-                for piece in splitter.split_text(block.text)
-                if piece.strip()
-            )
+            pieces = [p.strip() for p in splitter.split_text(block.text) if p.strip()]
+            # A heading cut off from its paragraph would be a chunk that answers nothing: it goes
+            # in front of the paragraph instead (a few characters over chunk_size at most).
+            if len(pieces) > 1 and _heading_text(pieces[0]) is not None and "\n" not in pieces[0]:
+                pieces[1] = pieces[0] + "\n" + pieces[1]
+                del pieces[0]
+            out.extend(("text", piece, block.section) for piece in pieces)
     return out, section
 
 

@@ -1,0 +1,57 @@
+# Bunko — the two commands a new user needs are `make demo` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast lint bench chart-lint images tools services system-deps clean
+
+setup: $(STAMP) system-deps
+
+# torch is installed first, pinned to the local CPU wheel, so that nothing later can pull the
+# multi-GB CUDA build; the check after the install fails loudly if that ever happens.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,serving]"
+	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if '+cpu' in v or not torch.cuda.is_available() and 'cu' not in v else 'unexpected torch build ' + v)"
+	touch $(STAMP)
+
+system-deps:
+	scripts/system-deps.sh
+
+services:
+	scripts/services.sh
+
+demo: setup
+	$(BIN)/bunko demo
+
+test: setup services tools
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow and not ray" tests/unit
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy -p bunko
+	$(BIN)/lint-imports
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py --quick
+	$(BIN)/python bench/quality.py
+
+tools:
+	scripts/fetch-k8s-tools.sh
+
+chart-lint: tools
+	$(BIN)/pytest -q tests -k chart
+
+images:
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "no Docker engine here: images are built in CI with one"; exit 1; }
+	for p in api worker operator serving; do docker build -f images/$$p.Dockerfile -t bunko-$$p:dev . ; done
+
+clean:
+	rm -rf $(VENV) .bunko .mypy_cache .ruff_cache

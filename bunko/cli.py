@@ -1,0 +1,339 @@
+"""The ``bunko`` command: ingest, ask, status, worker, demo, serve, and the sub-apps of the edges."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bunko.errors import BunkoError
+
+app = typer.Typer(help="Bunko (文庫): question answering over Japanese PDFs with cited sources.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+
+# Exit codes: 1 = a command-level failure, 2 = bad input or configuration, 3 = a dependency is down.
+EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
+
+
+def _runtime() -> Any:
+    from bunko.runtime import Runtime
+    from bunko.settings import Settings
+
+    try:
+        return Runtime(Settings())
+    except ValidationError as exc:
+        err.print("[red]invalid configuration:[/red]")
+        for e in exc.errors():
+            err.print(f"  BUNKO_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}")
+        raise typer.Exit(EXIT_INVALID) from exc
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """The CLI edge of the error hierarchy: a message and an exit code, never a traceback."""
+    from bunko.errors import Unavailable
+
+    try:
+        yield
+    except BunkoError as exc:
+        err.print(f"[red]error ({exc.code}):[/red] {exc.message}")
+        raise typer.Exit(EXIT_UNAVAILABLE if isinstance(exc, Unavailable) else EXIT_INVALID) from exc
+
+
+def _cli_principal(rt: Any, as_user: str | None) -> Any:
+    """The local CLI acts as an administrator unless told to act as a named user."""
+    from sqlalchemy import select
+
+    from bunko.retrieve.types import Principal
+    from bunko.store.db import User
+
+    if as_user is None:
+        return Principal(user_id="cli", role="admin")
+    with rt.sessions() as s:
+        user = s.scalar(select(User).where(User.username == as_user))
+    if user is None:
+        raise BunkoError(f"no user {as_user!r}; create one with `bunko users create`")
+    return Principal(user_id=user.id, role=user.role)
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() == ".pdf"))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise BunkoError(f"{p} does not exist")
+    return out
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="PDF files or folders of PDFs")],
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
+    owner: Annotated[str, typer.Option(help="owner id recorded on the documents")] = "cli",
+    visibility: Annotated[str, typer.Option(help="private | collection | roles")] = "collection",
+    wait: Annotated[bool, typer.Option(help="process now with an in-process worker")] = True,
+) -> None:
+    """Submit PDFs and (by default) process them here, with a progress bar per document."""
+    from bunko.collections import DEFAULT_COLLECTION, ensure_default_collection, get_collection
+    from bunko.errors import DuplicateDocument, InvalidDocument
+    from bunko.ingest.submit import submit_document
+
+    rt = _runtime()
+    with _errors():
+        if collection == DEFAULT_COLLECTION:
+            ensure_default_collection(rt)
+        else:
+            get_collection(rt, collection)
+        files = _expand(paths)
+        submitted: list[tuple[str, str]] = []
+        refused = 0
+        for f in files:
+            try:
+                doc = submit_document(rt, collection=collection, path=f, filename=f.name, owner_id=owner,
+                                      visibility=visibility)
+                submitted.append((doc.id, f.name))
+            except DuplicateDocument as exc:
+                console.print(f"[yellow]skip[/yellow] {f.name}: already ingested ({exc.existing_id})")
+            except InvalidDocument as exc:
+                refused += 1
+                console.print(f"[red]refused[/red] {f.name}: {exc.message}")
+        if wait and submitted:
+            _process_with_progress(rt, submitted)
+        elif submitted:
+            console.print(f"queued {len(submitted)} document(s); run `bunko worker` to process them")
+    if refused:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _process_with_progress(rt: Any, submitted: list[tuple[str, str]]) -> None:
+    from bunko.ingest.pipeline import make_processor
+    from bunko.ingest.worker import run_worker
+    from bunko.store.db import Document
+
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(rt.settings, make_processor(rt)),
+                              kwargs={"stop": stop, "worker_id": "cli"}, daemon=True)
+    worker.start()
+    failed = 0
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                      TextColumn("{task.fields[stage]}"), TimeElapsedColumn(), console=console) as bar:
+            tasks = {doc_id: bar.add_task(name[:40], total=1.0, stage="queued") for doc_id, name in submitted}
+            pending = set(tasks)
+            while pending:
+                with rt.sessions() as s:
+                    for doc_id in list(pending):
+                        d = s.get(Document, doc_id)
+                        if d is None:
+                            pending.discard(doc_id)
+                            continue
+                        stage = d.stage if d.status != "failed" else f"[red]failed: {d.error}[/red]"
+                        bar.update(tasks[doc_id], completed=d.progress, stage=stage)
+                        if d.status in ("completed", "failed"):
+                            pending.discard(doc_id)
+                            failed += d.status == "failed"
+                if not worker.is_alive():
+                    break
+                time.sleep(0.3)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    if failed:
+        err.print(f"[red]{failed} document(s) failed[/red]; see `bunko status`")
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def status(collection: Annotated[str | None, typer.Option("--collection", "-c")] = None) -> None:
+    """Documents with their status, stage and progress."""
+    from bunko.ingest.submit import list_documents
+
+    rt = _runtime()
+    with _errors():
+        docs, total = list_documents(rt, collection=collection, limit=500)
+    table = Table("id", "title", "status", "stage", "progress", "pages", "chunks", "error")
+    for d in docs:
+        table.add_row(d.id[:12], d.title[:30], d.status, d.stage, f"{d.progress:.0%}", str(d.page_count),
+                      str(d.chunk_count), (d.error or "")[:60])
+    console.print(table)
+    console.print(f"{total} document(s)")
+
+
+@app.command()
+def worker(once: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False) -> None:
+    """Run an ingestion worker: claim jobs from the database queue until stopped."""
+    from bunko.ingest.pipeline import make_processor
+    from bunko.ingest.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rt = _runtime()
+    with _errors():
+        run_worker(rt.settings, make_processor(rt), once=once)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="a question in Japanese")],
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
+    stream: Annotated[bool, typer.Option(help="print the answer as it is generated")] = False,
+    as_user: Annotated[str | None, typer.Option("--as-user", help="answer with this user's access")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the response record as JSON")] = False,
+) -> None:
+    """Answer a question over the ingested documents, with page-level citations."""
+    from dataclasses import asdict
+
+    from bunko.qa import ask as qa_ask
+    from bunko.qa import ask_stream
+
+    rt = _runtime()
+    with _errors():
+        principal = _cli_principal(rt, as_user)
+        if stream and not as_json:
+            answer: dict[str, Any] = {}
+            for ev in ask_stream(rt, question, principal=principal, collection=collection):
+                if ev["type"] == "token":
+                    console.print(ev["text"], end="", soft_wrap=True, highlight=False)
+                elif ev["type"] == "done":
+                    answer = ev["answer"]
+            console.print()
+            _print_sources(answer)
+            return
+        result = asdict(qa_ask(rt, question, principal=principal, collection=collection))
+    if as_json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    else:
+        _print_answer(question, result)
+
+
+def _print_answer(question: str, a: dict[str, Any]) -> None:
+    console.rule(f"[bold]Q:[/bold] {question}")
+    console.print(a["answer"], highlight=False)
+    _print_sources(a)
+
+
+def _print_sources(a: dict[str, Any]) -> None:
+    if not a:
+        return
+    table = Table("#", "文書", "頁", "score", "snippet", title=f"sources — mode {a.get('mode')}, "
+                  f"confidence {a.get('confidence', 0):.2f}, {a.get('processing_time_ms', 0):.0f} ms")
+    for i, s in enumerate(a.get("sources", []), 1):
+        table.add_row(str(i), s["title"][:24], str(s["page"]), f"{s['score']:.3f}", s["snippet"][:60])
+    console.print(table)
+
+
+@app.command()
+def samples(out: Annotated[Path, typer.Argument(help="folder to write the sample PDFs to")]) -> None:
+    """Write the project's sample Japanese PDFs (born-digital with a table, scanned, ...)."""
+    from bunko.samples import make_samples
+
+    for name, path in make_samples(out).items():
+        console.print(f"{name}: {path}")
+
+
+@app.command()
+def demo() -> None:
+    """Build the sample PDFs, ingest them, and answer questions about a table and a scanned page."""
+    from bunko.demo import run_demo
+
+    rt = _runtime()
+    with _errors():
+        run_demo(rt, console, ingest=lambda paths: _demo_ingest(rt, paths))
+
+
+def _demo_ingest(rt: Any, paths: list[Path]) -> None:
+    from bunko.collections import ensure_default_collection
+    from bunko.errors import DuplicateDocument
+    from bunko.ingest.submit import submit_document
+
+    ensure_default_collection(rt)
+    submitted = []
+    for p in paths:
+        try:
+            submitted.append((submit_document(rt, collection="default", path=p, filename=p.name,
+                                              owner_id="demo").id, p.name))
+        except DuplicateDocument:
+            console.print(f"{p.name}: already ingested")
+    if submitted:
+        _process_with_progress(rt, submitted)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (the API and worker also do this on start)."""
+    _runtime()
+    console.print("database is up to date")
+
+
+@app.command()
+def collections() -> None:
+    """List collections with their document counts."""
+    from bunko.collections import list_collections
+
+    rt = _runtime()
+    table = Table("name", "documents", "embedding model", "vector collection")
+    for c, n in list_collections(rt):
+        table.add_row(c.name, str(n), c.embedding_model, c.vector_collection)
+    console.print(table)
+
+
+def _mount(module: str, attr: str, name: str, help_: str) -> None:
+    """Sub-apps of the edges (API users, Ray Serve, operator) mount only if their package imports."""
+    try:
+        mod = __import__(module, fromlist=[attr])
+    except ImportError as exc:  # an optional extra is not installed
+        missing = exc
+
+        def _unavailable() -> None:
+            err.print(f"[red]`bunko {name}` is unavailable:[/red] {missing}")
+            raise typer.Exit(EXIT_INVALID)
+
+        app.command(name=name, help=help_)(_unavailable)
+        return
+    app.add_typer(getattr(mod, attr), name=name, help=help_)
+
+
+def _register_optional() -> None:
+    _mount("bunko.api.cli", "users_app", "users", "Manage users and roles.")
+    _mount("bunko.serving.cli", "serving_app", "serving", "Run the Ray Serve model application.")
+    _mount("bunko.operator.cli", "operator_app", "operator", "Run the Kubernetes operator.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    worker_thread: Annotated[bool, typer.Option("--worker/--no-worker",
+                                                help="run an ingestion worker in this process")] = True,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the REST API and the web page (uvicorn)."""
+    import os
+
+    import uvicorn
+
+    os.environ["BUNKO_API_START_WORKER"] = "1" if worker_thread else "0"
+    uvicorn.run("bunko.api.main:create_app", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=True, log_config=None)
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,106 @@
+"""Extractive answers: with no LLM configured, the best sentences of the top passages, cited.
+
+Nothing is written that the documents do not say: each line of the answer is a sentence (or a
+table row, under its header row) copied from a passage, followed by that passage's ``[文書N]``.
+
+Scoring, per sentence: the share of the question's terms (Sudachi + bigrams, as BM25 sees them,
+function words dropped) that the sentence contains, each term weighted by its rarity among the
+candidate sentences (a term every sentence has tells nothing); plus a small bonus for the
+passage's own retrieval rank, so that between equally matching sentences the better passage wins.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bunko.retrieve.types import Hit
+from bunko.text.tokenize import Analyzer, query_tokens
+
+EXTRACTIVE_LABEL = "（抽出回答）"
+EXTRACTIVE_NOTE = "文書から関連する記述をそのまま抜き出しました。"
+
+_ANALYZER = Analyzer(drop_function_words=True)
+_SENTENCE_END = re.compile(r"(?<=[。！？!?])|\n")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|[\s:|-]+\|\s*$")
+_HIRAGANA = re.compile(r"^[\u3040-\u309f]+$")
+_PASSAGE_WEIGHT = 0.2
+_MAX_SENTENCE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    text: str  # what is shown: the sentence, or a table header + row
+    terms: frozenset[str]
+    block: int  # 1-based context block number
+    rank: int  # the passage's rank, 0 = best
+    position: int  # order inside the passage, for stable ties
+
+
+def _terms(text: str) -> frozenset[str]:
+    # Single hiragana and one-character kana tokens are grammar, not content.
+    return frozenset(
+        t for t in query_tokens(text, _ANALYZER).split() if not (len(t) == 1 and _HIRAGANA.match(t))
+    )
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences on 。！？ and line breaks; table rows come back as lines."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
+    out: list[_Sentence] = []
+    for rank, hit in enumerate(hits):
+        header = ""
+        for pos, sentence in enumerate(split_sentences(hit.text)):
+            if _TABLE_RULE.match(sentence):
+                continue
+            shown = sentence
+            if _TABLE_ROW.match(sentence):
+                if not header:
+                    header = sentence  # the first row of a Markdown table is its header
+                else:
+                    shown = f"{header}\n{sentence}"
+            if len(sentence) < 2:
+                continue
+            out.append(_Sentence(shown[:_MAX_SENTENCE_CHARS], _terms(sentence), rank + 1, rank, pos))
+    return out
+
+
+def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int = 3) -> str:
+    """The answer text for ``question`` from ``hits``, which are the context blocks in order
+    (``hits[0]`` is ``[文書1]``). Starts with :data:`EXTRACTIVE_LABEL`."""
+    if not hits:
+        raise ValueError("extractive_answer needs at least one passage")
+    candidates = _candidates(hits)
+    query = _terms(question)
+    n = len(candidates)
+    df = {t: sum(1 for c in candidates if t in c.terms) for t in query}
+    weight = {t: math.log(1 + n / (1 + df[t])) for t in query}
+    total = sum(weight.values()) or 1.0
+
+    def score(c: _Sentence) -> float:
+        overlap = sum(weight[t] for t in query if t in c.terms) / total
+        return overlap + _PASSAGE_WEIGHT / (1 + c.rank)
+
+    ranked = sorted(
+        (c for c in candidates if query & c.terms), key=lambda c: (-score(c), c.rank, c.position)
+    )
+    chosen: list[_Sentence] = []
+    seen: set[str] = set()
+    for c in ranked:
+        if c.text in seen:
+            continue
+        seen.add(c.text)
+        chosen.append(c)
+        if len(chosen) >= max_sentences:
+            break
+    if not chosen and candidates:
+        # No shared term (a paraphrased question): the opening of the best passage is the best guess.
+        chosen = [candidates[0]]
+    lines = [f"{c.text} [文書{c.block}]" for c in chosen]
+    return f"{EXTRACTIVE_LABEL}{EXTRACTIVE_NOTE}\n" + "\n".join(lines)

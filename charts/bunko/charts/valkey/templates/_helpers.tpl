@@ -1,0 +1,22 @@
+{{- define "valkey.fullname" -}}
+{{- if contains "valkey" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-%s" .Release.Name "valkey" | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "valkey.selectorLabels" -}}
+app.kubernetes.io/name: valkey
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "valkey.labels" -}}
+{{ include "valkey.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: bunko
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The Secret with the credentials: the parent chart (bunko) creates and keeps it. */}}
+{{- define "valkey.secretName" -}}
+{{- required "valkey.auth.existingSecret must name the Secret that holds the credentials" (tpl .Values.auth.existingSecret .) -}}
+{{- end -}}

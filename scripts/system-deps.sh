@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Debian packages Bunko needs at run time: Tesseract with Japanese (horizontal and vertical) for
+# OCR, and IPA fonts for the sample PDFs. Installs only what is missing.
+set -euo pipefail
+need=()
+command -v tesseract >/dev/null 2>&1 || need+=(tesseract-ocr)
+if command -v tesseract >/dev/null 2>&1; then
+  langs=$(tesseract --list-langs 2>/dev/null || true)
+  grep -qx jpn <<<"$langs" || need+=(tesseract-ocr-jpn)
+  grep -qx jpn_vert <<<"$langs" || need+=(tesseract-ocr-jpn-vert)
+else
+  need+=(tesseract-ocr-jpn tesseract-ocr-jpn-vert)
+fi
+[ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need+=(fonts-ipafont-gothic)
+[ -f /usr/share/fonts/opentype/ipafont-mincho/ipam.ttf ] || need+=(fonts-ipafont-mincho)
+for extra in "$@"; do
+  case "$extra" in
+    chromium) command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver) ;;
+  esac
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${need[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
