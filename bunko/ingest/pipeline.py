@@ -23,7 +23,7 @@ from sqlalchemy import delete
 from bunko.collections import collection_config
 from bunko.ingest.extract import extract_document
 from bunko.ingest.submit import page_prefix, thumbnail_key
-from bunko.ingest.thumbnail import render_thumbnail
+from bunko.ingest.pdf import render_thumbnail
 from bunko.ingest.types import ChunkDraft, PageText
 from bunko.store.db import Chunk, Collection, Document, DocumentStatus, Page
 from bunko.store.objects import ocr_cache
@@ -87,7 +87,7 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
         heartbeat()
 
         _set_stage(rt, document_id, "thumbnail", 0.98)
-        rt.objects.put(thumbnail_key(doc.id), render_thumbnail(pdf, settings=rt.settings),
+        rt.objects.put(thumbnail_key(doc.id), render_thumbnail(pdf, rt.settings),
                        content_type="image/png")
 
     with rt.sessions.begin() as s:

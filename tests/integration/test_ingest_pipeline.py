@@ -1,0 +1,274 @@
+"""The whole ingestion pipeline on real stores: SQLite + directory store, and PostgreSQL + SeaweedFS
+S3, both with Milvus Lite. Documents go in through ``submit_document`` and come out through the
+worker loop exactly as the CLI and the API drive them."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bunko import samples as S
+from bunko.collections import create_collection
+from bunko.errors import (
+    CorruptPdf,
+    DocumentTooLarge,
+    DuplicateDocument,
+    EmptyPdf,
+    EncryptedPdf,
+    NotAPdf,
+)
+from bunko.ingest.pipeline import make_processor
+from bunko.ingest.submit import submit_document
+from bunko.ingest.worker import run_worker
+from bunko.store.db import Chunk, Document, Job, Page
+
+BACKENDS = [
+    pytest.param("sqlite-dir", id="sqlite-dir"),
+    pytest.param("postgres-s3", id="postgres-s3", marks=[pytest.mark.postgres, pytest.mark.s3]),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def rt(request: pytest.FixtureRequest, runtime_factory: Any, tmp_path: Path) -> Any:
+    if request.param == "sqlite-dir":
+        return runtime_factory()
+    pg = request.getfixturevalue("pg_url")
+    s3 = request.getfixturevalue("s3_server")
+    from bunko.store.db import migrate
+
+    migrate(pg)
+    return runtime_factory(database_url=pg, **s3.settings_overrides(bucket=f"b{uuid.uuid4().hex[:12]}"))
+
+
+@pytest.fixture
+def coll(rt: Any) -> str:
+    name = f"c-{uuid.uuid4().hex[:10]}"
+    create_collection(rt, name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def bad(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return S.make_invalid_samples(tmp_path_factory.mktemp("invalid"))
+
+
+def _drain(rt: Any) -> None:
+    run_worker(rt.settings, make_processor(rt), worker_id="test", drain=True)
+
+
+def _doc(rt: Any, doc_id: str) -> Document:
+    with rt.sessions() as s:
+        d = s.get(Document, doc_id)
+        assert d is not None
+        _ = d.pages
+        return d
+
+
+def _chunks(rt: Any, doc_id: str) -> list[Chunk]:
+    with rt.sessions() as s:
+        return list(s.scalars(select(Chunk).where(Chunk.document_id == doc_id).order_by(Chunk.chunk_index)))
+
+
+def _similar(needle: str, hay: str) -> float:
+    """Best fuzzy match of ``needle`` inside ``hay`` (OCR may drop or swap a character)."""
+    hay = hay.replace("\n", "").replace(" ", "")
+    n = len(needle)
+    best = 0.0
+    for i in range(0, max(1, len(hay) - n + 1)):
+        best = max(best, difflib.SequenceMatcher(None, needle, hay[i:i + n]).ratio())
+        if best > 0.97:
+            break
+    return best
+
+
+def _submit(rt: Any, coll: str, path: Path, **kw: Any) -> str:
+    return str(submit_document(rt, collection=coll, path=path, filename=path.name, owner_id="u1", **kw).id)
+
+
+def test_born_digital_pdf_becomes_chunks_with_its_sentences_and_vectors(rt, coll, samples):
+    doc_id = _submit(rt, coll, samples["born_digital.pdf"])
+    _drain(rt)
+    doc = _doc(rt, doc_id)
+    assert doc.status == "completed", doc.error
+    assert doc.page_count == S.BORN_DIGITAL_PAGES
+    assert {p.source for p in doc.pages} == {"layer"}
+    text = "".join(c.text for c in _chunks(rt, doc_id)).replace("\n", "")
+    for sentence in S.BORN_DIGITAL_SENTENCES:
+        assert sentence in text
+    from bunko.collections import get_collection
+
+    vname = get_collection(rt, coll).vector_collection
+    assert rt.vectors.count(vname, document_id=doc_id) == doc.chunk_count == len(_chunks(rt, doc_id))
+    assert rt.objects.exists(f"thumbnails/{doc_id}.png")
+
+
+def test_table_stays_in_one_chunk(rt, coll, samples):
+    doc_id = _submit(rt, coll, samples["born_digital.pdf"])
+    _drain(rt)
+    year, item, amount = S.BORN_DIGITAL_TABLE_FACT
+    holding = [c for c in _chunks(rt, doc_id) if amount in c.text]
+    assert len(holding) == 1
+    table = holding[0]
+    assert table.kind == "table"
+    # Every row of the table is in that one chunk.
+    for row in S.BORN_DIGITAL_TABLE:
+        for cell in row:
+            assert cell in table.text
+
+
+def test_scanned_pdf_is_ocrd_into_chunks_with_its_sentences(rt, coll, samples):
+    doc_id = _submit(rt, coll, samples["scanned.pdf"])
+    _drain(rt)
+    doc = _doc(rt, doc_id)
+    assert doc.status == "completed", doc.error
+    assert all(p.source != "layer" for p in doc.pages)
+    text = "".join(c.text for c in _chunks(rt, doc_id))
+    for sentence in S.SCANNED_SENTENCES:
+        assert _similar(sentence, text) >= 0.9, sentence
+
+
+def test_broken_text_layer_is_sent_to_ocr(rt, coll, samples):
+    doc_id = _submit(rt, coll, samples["broken_layer.pdf"])
+    _drain(rt)
+    doc = _doc(rt, doc_id)
+    assert doc.status == "completed", doc.error
+    assert all(p.source != "layer" for p in doc.pages)
+    text = "".join(c.text for c in _chunks(rt, doc_id))
+    for sentence in S.BROKEN_LAYER_SENTENCES:
+        assert _similar(sentence, text) >= 0.9, sentence
+
+
+def test_duplicate_upload_is_detected_per_collection(rt, coll, samples):
+    first = _submit(rt, coll, samples["born_digital.pdf"])
+    with pytest.raises(DuplicateDocument) as info:
+        _submit(rt, coll, samples["born_digital.pdf"])
+    assert info.value.existing_id == first
+    # Another collection may hold the same file.
+    other = f"c-{uuid.uuid4().hex[:10]}"
+    create_collection(rt, other)
+    assert _submit(rt, other, samples["born_digital.pdf"]) != first
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "words"),
+    [
+        ("corrupt", CorruptPdf, "damaged"),
+        ("encrypted", EncryptedPdf, "password"),
+        ("empty", EmptyPdf, "empty"),
+        ("not_pdf", NotAPdf, "not a PDF"),
+    ],
+)
+def test_invalid_files_are_refused_and_leave_nothing_behind(rt, coll, bad, name, error, words):
+    with pytest.raises(error) as info:
+        _submit(rt, coll, bad[name])
+    assert words.lower() in info.value.message.lower()
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Document)) == 0
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+    assert rt.objects.list("raw-pdfs/") == []
+
+
+def test_oversized_file_is_refused(runtime_factory, samples):
+    rt = runtime_factory(max_upload_bytes=10_000)
+    create_collection(rt, "small")
+    with pytest.raises(DocumentTooLarge) as info:
+        _submit(rt, "small", samples["scanned.pdf"])
+    assert "limit" in info.value.message and "BUNKO_MAX_UPLOAD_BYTES" in info.value.message
+    assert rt.objects.list("raw-pdfs/") == []
+
+
+def test_decompression_bomb_fails_its_own_document_and_the_worker_lives_on(runtime_factory, bad, samples):
+    rt = runtime_factory(sandbox_memory_mb=512, sandbox_page_timeout_s=30)
+    create_collection(rt, "bombs")
+    bomb = _submit(rt, "bombs", bad["bomb"])
+    good = _submit(rt, "bombs", samples["born_digital.pdf"])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _drain(rt)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    d = _doc(rt, bomb)
+    assert d.status == "failed"
+    assert d.error_code in {"unsafe", "timeout"}, d.error
+    assert d.error
+    # The worker (this process) never held the inflated stream: its peak grew by far less than the
+    # sandbox limit, and it went on to complete the next document.
+    assert (after - before) < 256 * 1024
+    assert _doc(rt, good).status == "completed"
+
+
+def test_worker_killed_mid_document_is_resumed_with_exact_counts(tmp_path, milvus_server, samples):
+    """A real worker process is SIGKILLed while OCR'ing a scanned PDF; after its lease expires a
+    second worker completes the document with exactly the chunks and vectors of a clean run."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BUNKO_")},
+        "BUNKO_DATA_DIR": str(tmp_path / "data"),
+        "BUNKO_MILVUS_URI": milvus_server,
+        "BUNKO_JOB_LEASE_S": "3",
+        "BUNKO_JOB_BACKOFF_S": "0",
+        "BUNKO_OCR_ENGINES": '["rapidocr"]',
+    }
+    from bunko.runtime import Runtime
+    from bunko.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", milvus_uri=milvus_server, job_lease_s=3,
+                        job_backoff_s=0, ocr_engines=["rapidocr"], _env_file=None)  # type: ignore[call-arg]
+    rt = Runtime(settings)
+    name = f"kill-{uuid.uuid4().hex[:8]}"
+    create_collection(rt, name)
+    # Multi-page scanned document: extraction takes seconds, so the kill lands mid-document.
+    pdf = samples["scanned.pdf"]
+    doc_id = _submit(rt, name, pdf)
+
+    bunko = str(Path(sys.executable).parent / "bunko")
+    first = subprocess.Popen([bunko, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    killed_at = ""
+    while time.monotonic() < deadline:
+        d = _doc(rt, doc_id)
+        if d.status == "processing" and d.stage in {"extract", "chunk", "embed", "index"} and d.progress > 0:
+            killed_at = f"{d.stage} {d.progress:.2f}"
+            break
+        if d.status in {"completed", "failed"}:
+            pytest.fail(f"document finished ({d.status}) before the worker could be killed")
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    assert killed_at, "worker never reached the middle of the document"
+    assert _doc(rt, doc_id).status == "processing"  # resumable, not completed, not lost
+
+    second = subprocess.run([bunko, "worker", "--once"], env=env, capture_output=True, timeout=300)
+    assert second.returncode == 0, second.stderr.decode()[-2000:]
+    # --once returns at once if the lease has not expired yet: wait and retry until it is claimed.
+    deadline = time.monotonic() + 120
+    while _doc(rt, doc_id).status != "completed" and time.monotonic() < deadline:
+        time.sleep(1)
+        subprocess.run([bunko, "worker", "--once"], env=env, capture_output=True, timeout=300)
+    d = _doc(rt, doc_id)
+    assert d.status == "completed", (killed_at, d.error)
+
+    # The exact count a clean run gives, computed independently of the killed run.
+    from bunko.collections import collection_config, get_collection
+    from bunko.ingest.extract import extract_document
+    from bunko.text.chunking import chunk_pages
+
+    coll = get_collection(rt, name)
+    cfg = collection_config(coll)
+    expected = len(chunk_pages(extract_document(pdf, settings=settings, engines=rt.ocr_engines),
+                               chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap,
+                               table_max_chars=cfg.table_max_chars))
+    chunks = _chunks(rt, doc_id)
+    assert len(chunks) == expected == d.chunk_count
+    assert len({c.chunk_index for c in chunks}) == expected  # no duplicates
+    assert rt.vectors.count(coll.vector_collection, document_id=doc_id) == expected
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Page).where(Page.document_id == doc_id)) == d.page_count
