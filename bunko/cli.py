@@ -296,8 +296,8 @@ def collections() -> None:
 def _mount(module: str, attr: str, name: str, help_: str) -> None:
     """Sub-apps of the edges (API users, Ray Serve, operator) mount only if their package imports."""
     try:
-        mod = __import__(module, fromlist=[attr])
-    except ImportError as exc:  # an optional extra is not installed
+        sub = getattr(__import__(module, fromlist=[attr]), attr)
+    except (ImportError, AttributeError) as exc:  # an optional extra is missing or broken
         missing = exc
 
         def _unavailable() -> None:
@@ -306,7 +306,7 @@ def _mount(module: str, attr: str, name: str, help_: str) -> None:
 
         app.command(name=name, help=help_)(_unavailable)
         return
-    app.add_typer(getattr(mod, attr), name=name, help=help_)
+    app.add_typer(sub, name=name, help=help_)
 
 
 def _register_optional() -> None:
