@@ -264,7 +264,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
                     client.make_bucket(probe)  # a write proves the filer and volume are up too
                     client.remove_bucket(probe)
                     break
-                except Exception as e:  # noqa: BLE001 - any error means "not ready yet"
+                except Exception as e:  # any error means "not ready yet"
                     last_error = e
             if time.monotonic() > deadline:
                 pytest.fail(f"SeaweedFS S3 at {endpoint} not ready after 60 s ({last_error}):\n"
@@ -357,3 +357,18 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from bunko.samples import make_samples
 
     return make_samples(tmp_path_factory.mktemp("samples"))
+
+
+# --- subprocesses -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Any]:
+    """Starts real subprocesses (see ``tests/helpers/procs.py``); kills leftovers at teardown."""
+    from tests.helpers.procs import Processes
+
+    group = Processes(tmp_path / "proc-logs")
+    try:
+        yield group
+    finally:
+        group.cleanup()

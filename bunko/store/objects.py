@@ -224,6 +224,7 @@ class S3ObjectStore:
         region: str = "us-east-1",
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
+        part_size: int = MULTIPART_PART_SIZE,
     ) -> None:
         import certifi
         import urllib3
@@ -231,6 +232,7 @@ class S3ObjectStore:
 
         self.endpoint = endpoint
         self.bucket = bucket
+        self.part_size = part_size
         self._where = f"{'https' if secure else 'http'}://{endpoint}/{bucket}"
         # Our own pool: short connect timeout and few retries, so an outage surfaces as
         # StoreUnavailable in seconds instead of minio's default minutes of retrying.
@@ -300,12 +302,12 @@ class S3ObjectStore:
                                     content_type=content_type)
 
     def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
-        """Streams the file; above ``MULTIPART_PART_SIZE`` it goes up as a multipart upload."""
+        """Streams the file; above ``part_size`` (minimum 5 MiB) it goes up as a multipart upload."""
         check_key(key)
         self._ready()
         with self._errors("put", None):
             self._client.fput_object(self.bucket, key, str(path), content_type=content_type,
-                                     part_size=MULTIPART_PART_SIZE)
+                                     part_size=self.part_size)
 
     def get(self, key: str) -> bytes:
         check_key(key)
