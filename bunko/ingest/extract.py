@@ -1,0 +1,230 @@
+"""Extraction, page by page: the text layer when it is good, OCR otherwise.
+
+For each page (in the document's sandbox child, see ``bunko.ingest.pdf``):
+
+1. read the text layer; if :func:`text_layer_is_good` accepts it, the page is done (source
+   ``layer``, confidence 1.0, Markdown with headings, tables and joined wrapped lines);
+2. else rasterise at ``ocr_dpi`` and OCR with the first engine; below ``ocr_min_confidence``
+   read again at ``ocr_retry_dpi``; on an engine error, or still low, try the next engine and keep
+   the best result;
+3. a page that reads as vertical text (tall, narrow lines) goes to an engine that reads 縦書き
+   (Tesseract ``jpn_vert``), whose column order is preferred.
+
+Every OCR result is cached through :class:`OcrCache` under
+``ocr-outputs/{sha256}/p{page:04d}-{engine}-{version}-{dpi}.json``, so a re-run after a crash does
+not OCR again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from PIL import Image
+
+from bunko.errors import BunkoError, OcrFailed
+from bunko.ingest.pdf import LayerPage, SandboxedPdf
+from bunko.ingest.quality import text_layer_is_good
+from bunko.ingest.types import PageText
+from bunko.ingest.validate import sha256_file
+from bunko.models.base import OcrBlock, OcrEngine, OcrResult
+from bunko.models.ocr import VerticalOcrEngine, looks_vertical
+from bunko.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class OcrCache(Protocol):
+    """Where OCR outputs are kept (the object store satisfies it)."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+def ocr_cache_key(sha256: str, page_no: int, engine: str, version: str, dpi: int) -> str:
+    return f"ocr-outputs/{sha256}/p{page_no:04d}-{engine}-{version}-{dpi}.json"
+
+
+def result_to_json(result: OcrResult, *, version: str, dpi: int) -> bytes:
+    return json.dumps(
+        {
+            "engine": result.engine,
+            "version": version,
+            "dpi": dpi,
+            "confidence": result.confidence,
+            "markdown": result.markdown,
+            "blocks": [
+                {"text": b.text, "bbox": list(b.bbox), "confidence": b.confidence, "kind": b.kind}
+                for b in result.blocks
+            ],
+        },
+        ensure_ascii=False,
+    ).encode("utf-8")
+
+
+def result_from_json(data: bytes) -> OcrResult:
+    doc = json.loads(data)
+    blocks = [
+        OcrBlock(
+            text=b["text"], bbox=(b["bbox"][0], b["bbox"][1], b["bbox"][2], b["bbox"][3]),
+            confidence=float(b["confidence"]), kind=b.get("kind", "text"),
+        )
+        for b in doc["blocks"]
+    ]
+    return OcrResult(
+        engine=doc["engine"], blocks=blocks, markdown=doc["markdown"], confidence=float(doc["confidence"])
+    )
+
+
+class _PageOcr:
+    """OCR of one page: renders on demand (once per dpi), consults and fills the cache."""
+
+    def __init__(
+        self, pdf: SandboxedPdf, page_no: int, sha256: str, cache: OcrCache | None
+    ) -> None:
+        self.pdf, self.page_no, self.sha256, self.cache = pdf, page_no, sha256, cache
+        self._images: dict[int, tuple[Image.Image, int]] = {}
+
+    def _image(self, dpi: int) -> tuple[Image.Image, int]:
+        if dpi not in self._images:
+            rendered = self.pdf.render(self.page_no, dpi)
+            self._images[dpi] = (rendered.image, rendered.dpi)
+        return self._images[dpi]
+
+    def run(self, engine: OcrEngine, dpi: int, *, vertical: bool = False) -> OcrResult:
+        if vertical and isinstance(engine, VerticalOcrEngine):
+            version, read = engine.vertical_version, engine.recognize_vertical
+        else:
+            version, read = engine.version, engine.recognize
+        key = ocr_cache_key(self.sha256, self.page_no, engine.name, version, dpi)
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return result_from_json(cached)
+        image, dpi_used = self._image(dpi)
+        result = read(image, dpi=dpi_used)
+        if self.cache is not None:
+            self.cache.put(key, result_to_json(result, version=version, dpi=dpi_used), "application/json")
+        return result
+
+
+def _better(a: OcrResult | None, b: OcrResult) -> OcrResult:
+    return b if a is None or b.confidence > a.confidence else a
+
+
+def ocr_page(
+    pdf: SandboxedPdf,
+    page_no: int,
+    *,
+    sha256: str,
+    settings: Settings,
+    engines: list[OcrEngine],
+    cache: OcrCache | None = None,
+) -> OcrResult:
+    """The best OCR reading of one page under the retry / fallback / vertical rules."""
+    if not engines:
+        raise OcrFailed(f"page {page_no} needs OCR but no OCR engine is configured (BUNKO_OCR_ENGINES)")
+    job = _PageOcr(pdf, page_no, sha256, cache)
+    best: OcrResult | None = None
+    errors: list[str] = []
+    for engine in engines:
+        try:
+            result = job.run(engine, settings.ocr_dpi)
+            if result.confidence < settings.ocr_min_confidence and settings.ocr_retry_dpi != settings.ocr_dpi:
+                result = _better(result, job.run(engine, settings.ocr_retry_dpi))
+        except BunkoError as e:
+            if e.code in ("unsafe", "timeout"):  # the page itself is hostile: no engine will help
+                raise
+            errors.append(f"{engine.name}: {e.message}")
+            log.warning("OCR engine %s failed on page %d: %s", engine.name, page_no, e.message)
+            continue
+        except Exception as e:  # an engine bug must not fail the page while another may read it
+            errors.append(f"{engine.name}: {type(e).__name__}: {e}")
+            log.warning("OCR engine %s failed on page %d", engine.name, page_no, exc_info=True)
+            continue
+        best = _better(best, result)
+        if looks_vertical(best.blocks):
+            vertical = _read_vertical(job, engines, settings)
+            if vertical is not None:
+                return vertical
+        if best.confidence >= settings.ocr_min_confidence:
+            break
+    if best is None:
+        raise OcrFailed(f"every OCR engine failed on page {page_no}: " + "; ".join(errors))
+    return best
+
+
+def _read_vertical(job: _PageOcr, engines: list[OcrEngine], settings: Settings) -> OcrResult | None:
+    for engine in engines:
+        if isinstance(engine, VerticalOcrEngine):
+            try:
+                result = job.run(engine, settings.ocr_dpi, vertical=True)
+            except BunkoError as e:
+                if e.code in ("unsafe", "timeout"):
+                    raise
+                log.warning("vertical OCR with %s failed on page %d: %s", engine.name, job.page_no, e.message)
+                continue
+            if result.blocks:
+                return result
+    return None
+
+
+def _layer_page(layer: LayerPage) -> PageText:
+    return PageText(
+        page_no=layer.page_no,
+        markdown=layer.markdown,
+        source="layer",
+        confidence=1.0,
+        width_pt=layer.width_pt,
+        height_pt=layer.height_pt,
+        blocks=list(layer.blocks),
+    )
+
+
+def extract_document(
+    path: Path,
+    *,
+    settings: Settings,
+    engines: list[OcrEngine],
+    cache: OcrCache | None = None,
+    on_page: Callable[[int, int], None] | None = None,
+    sha256: str | None = None,
+) -> list[PageText]:
+    """Every page of ``path`` as :class:`PageText` (1-based page numbers, in order).
+
+    Raises :class:`UnsafeDocument` / :class:`ExtractionTimeout` when the PDF breaks the sandbox's
+    limits, :class:`OcrFailed` when a page needs OCR and no engine can read it.
+    """
+    path = Path(path)
+    digest = sha256 or (sha256_file(path) if cache is not None else "")
+    pages: list[PageText] = []
+    with SandboxedPdf.from_settings(path, settings) as pdf:
+        total = pdf.info.page_count
+        for page_no in range(1, total + 1):
+            layer = pdf.layer(page_no)
+            good, reason = text_layer_is_good(layer.raw_text, layer.width_pt * layer.height_pt)
+            if good:
+                pages.append(_layer_page(layer))
+            else:
+                log.debug("page %d goes to OCR: %s", page_no, reason)
+                result = ocr_page(
+                    pdf, page_no, sha256=digest, settings=settings, engines=engines, cache=cache
+                )
+                pages.append(
+                    PageText(
+                        page_no=page_no,
+                        markdown=result.markdown,
+                        source=result.engine,
+                        confidence=result.confidence,
+                        width_pt=layer.width_pt,
+                        height_pt=layer.height_pt,
+                        blocks=list(result.blocks),
+                    )
+                )
+            if on_page is not None:
+                on_page(page_no, total)
+    return pages
