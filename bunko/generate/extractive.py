@@ -40,11 +40,19 @@ class _Sentence:
     position: int  # order inside the passage, for stable ties
 
 
+def _is_content(term: str) -> bool:
+    # A lone hiragana is grammar; a two-character term mixing hiragana with kanji is a bigram that
+    # straddles a particle ("州の", "の売") and would reward sentences for sharing a particle.
+    if len(term) == 1:
+        return not _HIRAGANA.match(term)
+    if len(term) == 2:
+        kana = sum(1 for ch in term if _HIRAGANA.match(ch))
+        return kana in (0, 2)
+    return True
+
+
 def _terms(text: str) -> frozenset[str]:
-    # Single hiragana and one-character kana tokens are grammar, not content.
-    return frozenset(
-        t for t in query_tokens(text, _ANALYZER).split() if not (len(t) == 1 and _HIRAGANA.match(t))
-    )
+    return frozenset(t for t in query_tokens(text, _ANALYZER).split() if _is_content(t))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -67,7 +75,9 @@ def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
                     shown = f"{header}\n{sentence}"
             if len(sentence) < 2:
                 continue
-            out.append(_Sentence(shown[:_MAX_SENTENCE_CHARS], _terms(sentence), rank + 1, rank, pos))
+            # A table row is scored with its header: "九州の売上高" matches the row "| 九州 | 45 |"
+            # only through the column name "売上高".
+            out.append(_Sentence(shown[:_MAX_SENTENCE_CHARS], _terms(shown), rank + 1, rank, pos))
     return out
 
 

@@ -152,6 +152,10 @@ class OpenAIChatClient:
             self._model = self._discover_model()
         return self._model
 
+    @model_id.setter
+    def model_id(self, value: str) -> None:
+        self._model = value
+
     def close(self) -> None:
         self._client.close()
 

@@ -1,0 +1,56 @@
+"""Extractive answers: the best sentences of the passages, cited, labelled, never invented."""
+
+from bunko.generate.citations import cited_numbers
+from bunko.generate.extractive import EXTRACTIVE_LABEL, extractive_answer, split_sentences
+from bunko.retrieve.types import Hit
+
+
+def _hit(i, text, score=0.5, kind="text"):
+    return Hit(chunk_id=f"c{i}", document_id=f"d{i}", page_no=i, chunk_index=0, text=text,
+               score=score, kind=kind, title=f"文書{i}")
+
+
+def test_split_sentences_on_japanese_punctuation_and_newlines():
+    got = split_sentences("一つ目。二つ目！三つ目？\n四つ目\n\n")
+    assert got == ["一つ目。", "二つ目！", "三つ目？", "四つ目"]
+
+
+def test_picks_the_matching_sentence_and_cites_its_passage():
+    hits = [
+        _hit(1, "当社は東京に本社を置く。従業員は五百名である。", 0.9),
+        _hit(2, "研究開発費は三億円であった。設備投資は十億円であった。", 0.8),
+    ]
+    answer = extractive_answer("研究開発費はいくらですか", hits, max_sentences=1)
+    assert answer.startswith(EXTRACTIVE_LABEL)
+    assert "研究開発費は三億円であった。 [文書2]" in answer
+    assert "本社" not in answer
+
+
+def test_every_line_is_copied_from_a_passage_with_a_valid_citation():
+    hits = [_hit(1, "売上高は増加した。営業利益も増加した。"), _hit(2, "売上高の内訳は表の通り。")]
+    answer = extractive_answer("売上高は増加しましたか", hits)
+    body = answer.splitlines()[1:]
+    assert body
+    for line in body:
+        sentence, _, cite = line.rpartition(" ")
+        assert any(sentence in h.text for h in hits)
+        assert cited_numbers(cite, len(hits))
+
+
+def test_table_row_comes_with_its_header():
+    table = "| 地域 | 売上高 |\n| --- | --- |\n| 関東 | 120 |\n| 九州 | 45 |"
+    hits = [_hit(1, "地域別の売上高は次の表の通り。"), _hit(2, table, kind="table")]
+    answer = extractive_answer("九州の売上高", hits, max_sentences=1)
+    assert "| 地域 | 売上高 |\n| 九州 | 45 | [文書2]" in answer
+
+
+def test_no_shared_term_falls_back_to_the_best_passage_opening():
+    hits = [_hit(1, "猫は可愛い。犬も可愛い。"), _hit(2, "鳥は飛ぶ。")]
+    answer = extractive_answer("ZZZ", hits)
+    assert answer.splitlines()[1] == "猫は可愛い。 [文書1]"
+
+
+def test_duplicate_sentences_are_listed_once():
+    hits = [_hit(1, "売上高は百億円。"), _hit(2, "売上高は百億円。")]
+    answer = extractive_answer("売上高", hits)
+    assert answer.count("売上高は百億円。") == 1
