@@ -28,6 +28,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _MARKER = ".bunko-tiny-model"
 
@@ -36,6 +37,9 @@ EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<pad>"
 IM_START = "<|im_start|>"
 SPECIAL_TOKENS = [PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, IM_START]
+# Ten times transformers' default: at 0.02 a tiny random model maps every input to nearly the same
+# vector and greedy decoding repeats one token; at 0.2 outputs depend on the input, as tests need.
+INIT_RANGE = 0.2
 
 # ChatML, as Qwen2 uses; the generation prompt opens the assistant turn.
 CHAT_TEMPLATE = (
@@ -96,7 +100,7 @@ def _build_once(target: Path, build: Callable[[Path], None]) -> Path:
     return target
 
 
-def _train_tokenizer(vocab_size: int = 700):  # -> PreTrainedTokenizerFast
+def _train_tokenizer(vocab_size: int = 700) -> Any:  # a PreTrainedTokenizerFast
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -137,7 +141,7 @@ def _seeded(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _llama_config(tokenizer, **extra):  # -> LlamaConfig
+def _llama_config(tokenizer: Any, **extra: Any) -> Any:  # a LlamaConfig
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -148,6 +152,7 @@ def _llama_config(tokenizer, **extra):  # -> LlamaConfig
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
+        initializer_range=INIT_RANGE,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -214,6 +219,7 @@ def make_tiny_llm(directory: str | Path) -> Path:
             num_key_value_heads=2,
             max_position_embeddings=1024,
             tie_word_embeddings=True,
+            initializer_range=INIT_RANGE,
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,

@@ -1,0 +1,81 @@
+"""Start Bunko's own model servers as child processes for tests, on free loopback ports.
+
+``llm_server(model_dir)`` runs ``python -m bunko.serving.llm_transformers`` and yields its base URL
+(``http://127.0.0.1:PORT``; the OpenAI routes are under ``/v1``), stopping the process on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http_ok(url: str, *, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early, with the process's output, if it dies."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | str = "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} was up:\n{out[-4000:]}")
+        try:
+            r = httpx.get(url, timeout=2.0)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s (last: {last})")
+
+
+@contextlib.contextmanager
+def llm_server(
+    model_dir: str | Path, *, served_model_name: str | None = None, startup_timeout_s: float = 120.0
+) -> Iterator[str]:
+    """Run the transformers OpenAI-compatible server on ``model_dir``; yield ``http://127.0.0.1:PORT``."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "bunko.serving.llm_transformers",
+        "--model",
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
+    if served_model_name:
+        cmd += ["--served-model-name", served_model_name]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{base}/health", timeout_s=startup_timeout_s, proc=proc)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
