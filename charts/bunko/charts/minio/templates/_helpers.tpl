@@ -1,5 +1,6 @@
 {{- define "minio.fullname" -}}
-{{- if contains "minio" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- if .Values.fullnameOverride -}}{{ .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains "minio" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else -}}{{ printf "%s-%s" .Release.Name "minio" | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
 

@@ -1,5 +1,6 @@
 {{- define "postgresql.fullname" -}}
-{{- if contains "postgresql" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- if .Values.fullnameOverride -}}{{ .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains "postgresql" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else -}}{{ printf "%s-%s" .Release.Name "postgresql" | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
 

@@ -1,5 +1,6 @@
 {{- define "valkey.fullname" -}}
-{{- if contains "valkey" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- if .Values.fullnameOverride -}}{{ .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains "valkey" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else -}}{{ printf "%s-%s" .Release.Name "valkey" | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make chart-lint: CRD copies in sync, Chart.lock in sync, then `helm lint --strict` and
+# `helm template` for the default values and each hardware overlay, offline (placeholders for the
+# subchart archives that cannot be fetched; see scripts/chart-stage-offline.sh).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HELM="$ROOT/.tools/bin/helm"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+[[ -x "$HELM" ]] || { echo "helm not found at $HELM: run scripts/fetch-k8s-tools.sh" >&2; exit 1; }
+SCRATCH="$(mktemp -d)"
+trap 'rm -rf "$SCRATCH"' EXIT
+export HELM_CACHE_HOME="$SCRATCH/helm/cache" HELM_CONFIG_HOME="$SCRATCH/helm/config" HELM_DATA_HOME="$SCRATCH/helm/data"
+
+"$ROOT/scripts/sync-chart-crds.sh" --check
+"$PY" "$ROOT/scripts/chart-lock.py" --check
+CHART="$("$ROOT/scripts/chart-stage-offline.sh" "$SCRATCH/stage")"
+"$HELM" lint --strict --with-subcharts "$CHART"
+for overlay in values.yaml values-rtx4090.yaml values-multigpu.yaml values-cpu.yaml; do
+  "$HELM" lint --strict "$CHART" -f "$CHART/$overlay"
+  "$HELM" template bunko "$CHART" -n bunko -f "$CHART/$overlay" > "$SCRATCH/$overlay.rendered.yaml"
+  echo "$overlay: $(grep -c '^kind:' "$SCRATCH/$overlay.rendered.yaml") objects rendered"
+done

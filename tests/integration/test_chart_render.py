@@ -1,0 +1,674 @@
+"""The Helm chart, rendered by the real helm binary (.tools/bin/helm, from scripts/fetch-k8s-tools.sh).
+
+Offline, the Milvus and KubeRay operator archives cannot be fetched; scripts/chart-stage-offline.sh
+copies the chart and puts an empty placeholder (right name and version, no templates) where an
+archive is absent, so every template of Bunko and of the vendored store charts renders as in a
+real install; the two upstream charts' own objects are the only thing not rendered here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kmock
+import kubernetes_validate
+import promql_parser
+import pytest
+import yaml
+
+from bunko.operator import planner, rayservice, schemas
+
+ROOT = Path(__file__).resolve().parents[2]
+HELM = ROOT / ".tools" / "bin" / "helm"
+REFERENCE = ROOT.parent / "shared" / "reference"
+OVERLAYS = ["values.yaml", "values-rtx4090.yaml", "values-multigpu.yaml", "values-cpu.yaml"]
+RELEASE, NAMESPACE = "bunko", "bunko"
+K8S_VERSION = "1.30.0"
+
+
+@pytest.fixture(scope="session")
+def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    if not HELM.exists():
+        pytest.fail(f"{HELM} is missing: run scripts/fetch-k8s-tools.sh (make setup does)")
+    home = tmp_path_factory.mktemp("helm-home")
+    return {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+
+@pytest.fixture(scope="session")
+def chart(helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "chart-stage-offline.sh"), str(tmp_path_factory.mktemp("stage"))],
+        env=helm_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def helm(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(HELM), *args], env=env, capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+_renders: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+
+def render(
+    env: dict[str, str], chart: Path, overlay: str = "values.yaml", *sets: str
+) -> list[dict[str, Any]]:
+    key = (str(chart), overlay, *sets)
+    if key not in _renders:
+        args = ["template", RELEASE, str(chart), "-n", NAMESPACE, "-f", str(chart / overlay)]
+        for s in sets:
+            args += ["--set", s]
+        out = helm(env, *args).stdout
+        _renders[key] = [d for d in yaml.safe_load_all(out) if d]
+    return _renders[key]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            yield d["metadata"]["name"], d["spec"]["template"]["spec"]
+
+
+# --- lint and render --------------------------------------------------------------------------
+
+
+def test_lint_strict_default_values_with_subcharts(helm_env, chart):
+    proc = helm(helm_env, "lint", "--strict", "--with-subcharts", str(chart))
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_lint_strict_and_template_each_overlay(helm_env, chart, overlay):
+    # --with-subcharts would apply the overlay to every subchart as if it were theirs: lint the
+    # umbrella, which validates the subcharts' values against their schemas while rendering.
+    proc = helm(helm_env, "lint", "--strict", str(chart), "-f", str(chart / overlay))
+    assert "0 chart(s) failed" in proc.stdout
+    docs = render(helm_env, chart, overlay)
+    kinds = {d["kind"] for d in docs}
+    assert {
+        "Deployment",
+        "Service",
+        "StatefulSet",
+        "Secret",
+        "Ingress",
+        "NetworkPolicy",
+        "Role",
+        "Pipeline",
+        "DocumentCollection",
+    } <= kinds
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_builtin_manifest_validates_against_kubernetes_1_30(helm_env, chart, overlay):
+    docs = render(
+        helm_env,
+        chart,
+        overlay,
+        "monitoring.serviceMonitor.enabled=true",
+        "monitoring.prometheusRule.enabled=true",
+    )
+    checked = 0
+    for d in docs:
+        if d["apiVersion"].startswith(("bunko.dev/", "monitoring.coreos.com/")):
+            continue
+        kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+        checked += 1
+    assert checked >= 20
+
+
+def test_kubernetes_validation_is_strict_enough_to_catch_a_typo(helm_env, chart):
+    deployment = one(render(helm_env, chart), "Deployment", f"{RELEASE}-api")
+    bad = json.loads(json.dumps(deployment))
+    bad["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+# --- our custom resources, the planner, the RayService ----------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_custom_resources_validate_against_our_crds_and_the_pipeline_plans(helm_env, chart, overlay):
+    docs = render(helm_env, chart, overlay)
+    pipeline = one(docs, "Pipeline", "default")
+    collection = one(docs, "DocumentCollection", "default")
+    for doc, crd_file in ((pipeline, "pipelines.yaml"), (collection, "documentcollections.yaml")):
+        crd = yaml.safe_load((chart / "crds" / crd_file).read_text())
+        version = next(v for v in crd["spec"]["versions"] if v["name"] == doc["apiVersion"].split("/")[1])
+        jsonschema.Draft4Validator(version["schema"]["openAPIV3Schema"]).validate(doc)
+    spec, errors = schemas.validate_spec(schemas.PIPELINES, pipeline["spec"])
+    assert errors == []
+    _, errors = schemas.validate_spec(schemas.COLLECTIONS, collection["spec"])
+    assert errors == []
+    assert collection["spec"]["pipelineRef"]["name"] == pipeline["metadata"]["name"]
+    plan = planner.plan_pipeline(spec)
+    assert plan.feasible, plan.message
+    # What the operator will create from it must be a valid KubeRay v1.7.0 RayService.
+    body = rayservice.render_rayservice("default", NAMESPACE, spec, plan)
+    crd = yaml.safe_load((REFERENCE / "kuberay-v1.7.0" / "ray.io_rayservices.yaml").read_text())
+    v1 = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    jsonschema.Draft4Validator(v1["schema"]["openAPIV3Schema"]).validate(body)
+
+
+def test_rtx4090_overlay_is_one_gpu_with_the_14b_llm_and_an_in_place_upgrade(helm_env, chart):
+    pipeline = one(render(helm_env, chart, "values-rtx4090.yaml"), "Pipeline", "default")
+    spec, _ = schemas.validate_spec(schemas.PIPELINES, pipeline["spec"])
+    plan = planner.plan_pipeline(spec)
+    assert plan.feasible and plan.single_gpu
+    assert {p.role for p in plan.placements if p.gpu == 0} == {"ocr", "embedding", "reranker", "llm"}
+    body = rayservice.render_rayservice("default", NAMESPACE, spec, plan)
+    assert body["spec"]["upgradeStrategy"]["type"] == "None"
+    # The templated parts of the spec resolved to the chart's own claim and CUDA serving image.
+    assert spec["modelCache"]["claimName"] == f"{RELEASE}-models"
+    assert spec["ray"]["image"] == "ghcr.io/bunko-dev/bunko-serving:0.1.0-cuda"
+    claim = one(render(helm_env, chart, "values-rtx4090.yaml"), "PersistentVolumeClaim", f"{RELEASE}-models")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+# --- wiring -------------------------------------------------------------------------------------
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_selects_exactly_its_own_pods(helm_env, chart, overlay):
+    docs = render(helm_env, chart, overlay)
+    pods = {
+        name: d["spec"]["template"]["metadata"]["labels"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+        for name in [d["metadata"]["name"]]
+    }
+    for svc in find(docs, "Service"):
+        selected = [n for n, labels in pods.items() if _selects(svc["spec"]["selector"], labels)]
+        assert selected == [svc["metadata"]["name"]], f"Service {svc['metadata']['name']} selects {selected}"
+    api = one(docs, "Service", f"{RELEASE}-api")
+    deployment = one(docs, "Deployment", f"{RELEASE}-api")
+    port = api["spec"]["ports"][0]["targetPort"]
+    assert port in [p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]]
+
+
+def test_ingress_routes_api_websocket_and_page_to_the_api_with_tls_and_limits(helm_env, chart):
+    docs = render(helm_env, chart)
+    ing = one(docs, "Ingress", RELEASE)
+    paths = {p["path"]: p for p in ing["spec"]["rules"][0]["http"]["paths"]}
+    assert {"/api/", "/v1/", "/"} <= set(paths)
+    assert paths["/"]["pathType"] == "Exact"  # /metrics, /docs stay inside the cluster
+    assert all(p["backend"]["service"]["name"] == f"{RELEASE}-api" for p in paths.values())
+    ann = ing["metadata"]["annotations"]
+    assert int(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600  # WebSocket /v1/stream
+    assert {"nginx.ingress.kubernetes.io/limit-rps", "nginx.ingress.kubernetes.io/limit-connections"} <= set(
+        ann
+    )
+    assert ing["spec"]["tls"][0]["hosts"] == [ing["spec"]["rules"][0]["host"]]
+
+
+def test_pods_run_as_non_root_with_read_only_roots_limits_and_a_writable_tmp(helm_env, chart):
+    for name, spec in pod_specs(render(helm_env, chart, "values-rtx4090.yaml")):
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert c["resources"]["limits"] and c["resources"]["requests"], name
+            assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}, name
+
+
+def test_api_probes_health_and_ready(helm_env, chart):
+    c = one(render(helm_env, chart), "Deployment", f"{RELEASE}-api")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["args"] == ["serve", "--host", "0.0.0.0", "--port", "8000", "--no-worker"]
+
+
+def test_store_urls_point_at_the_services_and_credentials_come_from_secrets(helm_env, chart):
+    docs = render(helm_env, chart)
+    env = {
+        e["name"]: e
+        for e in one(docs, "Deployment", f"{RELEASE}-worker")["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    }
+    services = {s["metadata"]["name"] for s in find(docs, "Service")}
+    assert env["BUNKO_DATABASE_URL"]["value"].startswith(
+        f"postgresql+psycopg://bunko:$(BUNKO_INTERNAL_DATABASE_PASSWORD)@{RELEASE}-postgresql:5432/"
+    )
+    assert (
+        f"{RELEASE}-postgresql" in services and f"{RELEASE}-valkey" in services and "bunko-minio" in services
+    )
+    assert env["BUNKO_OBJECT_STORE_URL"]["value"] == "s3://bunko-minio:9000"
+    assert env["BUNKO_MILVUS_URI"]["value"] == f"http://{RELEASE}-milvus:19530"
+    assert env["BUNKO_MODEL_ENDPOINT"]["value"] == f"http://default-serve-svc.{NAMESPACE}.svc:8000"
+    assert env["BUNKO_MODE"]["value"] == "production"
+    for secret_var in (
+        "BUNKO_JWT_SECRET",
+        "BUNKO_S3_SECRET_KEY",
+        "BUNKO_BOOTSTRAP_ADMIN_PASSWORD",
+        "BUNKO_INTERNAL_CACHE_PASSWORD",
+        "BUNKO_INTERNAL_DATABASE_PASSWORD",
+    ):
+        assert "secretKeyRef" in env[secret_var]["valueFrom"], secret_var
+    # $(VAR) expansion only sees variables defined earlier in the list.
+    names = list(env)
+    assert names.index("BUNKO_INTERNAL_DATABASE_PASSWORD") < names.index("BUNKO_DATABASE_URL")
+    assert names.index("BUNKO_INTERNAL_CACHE_PASSWORD") < names.index("BUNKO_CACHE_URL")
+
+
+def test_external_stores_replace_the_subcharts(helm_env, chart):
+    docs = render(
+        helm_env,
+        chart,
+        "values.yaml",
+        "postgresql.enabled=false",
+        "valkey.enabled=false",
+        "minio.enabled=false",
+        "milvus.enabled=false",
+        "kuberay-operator.enabled=false",
+        "externalDatabase.existingSecret=cnpg-app-url",
+        "externalCache.existingSecret=redis-url",
+        "externalObjectStore.url=s3://s3.example:443",
+        "externalObjectStore.existingSecret=s3-keys",
+        "externalMilvus.uri=http://milvus.example:19530",
+    )
+    assert not find(docs, "StatefulSet")
+    assert {n["metadata"]["name"] for n in find(docs, "NetworkPolicy")} == {
+        f"{RELEASE}-api",
+        f"{RELEASE}-worker",
+        f"{RELEASE}-operator",
+    }
+    env = {
+        e["name"]: e
+        for e in one(docs, "Deployment", f"{RELEASE}-api")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["BUNKO_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "cnpg-app-url"
+    assert env["BUNKO_OBJECT_STORE_URL"]["value"] == "s3://s3.example:443"
+    assert env["BUNKO_MILVUS_URI"]["value"] == "http://milvus.example:19530"
+
+
+def test_network_policies_admit_the_ingress_only_to_the_api_and_bunko_pods_only_to_stores(helm_env, chart):
+    docs = render(helm_env, chart)
+    policies = {p["metadata"]["name"]: p["spec"] for p in find(docs, "NetworkPolicy")}
+    api = policies[f"{RELEASE}-api"]
+    from_ns = [
+        f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for r in api["ingress"]
+        for f in r["from"]
+    ]
+    assert from_ns == ["ingress-nginx", "monitoring"]
+    assert policies[f"{RELEASE}-worker"]["ingress"] == []
+    for store in ("postgresql", "valkey", "minio", "milvus"):
+        spec = policies[f"{RELEASE}-{store}"]
+        sources = [f for r in spec["ingress"] for f in r["from"]]
+        assert all("namespaceSelector" not in f for f in sources), store
+        assert sources[0]["podSelector"]["matchLabels"] == {
+            "app.kubernetes.io/part-of": "bunko",
+            "app.kubernetes.io/instance": RELEASE,
+        }
+    # Each store policy selects its pods (Milvus's labels are the upstream chart's).
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in find(docs, "StatefulSet")
+    }
+    for store, pod in (
+        ("postgresql", f"{RELEASE}-postgresql"),
+        ("valkey", f"{RELEASE}-valkey"),
+        ("minio", "bunko-minio"),
+    ):
+        assert _selects(policies[f"{RELEASE}-{store}"]["podSelector"]["matchLabels"], pods[pod])
+    # The api, worker and operator carry the labels the store policies admit.
+    for d in find(docs, "Deployment"):
+        assert _selects(
+            policies[f"{RELEASE}-postgresql"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
+            d["spec"]["template"]["metadata"]["labels"],
+        )
+
+
+def test_hpa_and_pdb_target_the_api_and_worker(helm_env, chart):
+    docs = render(helm_env, chart)
+    for component in ("api", "worker"):
+        name = f"{RELEASE}-{component}"
+        hpa = one(docs, "HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["scaleTargetRef"]["name"] == name
+        pdb = one(docs, "PodDisruptionBudget", name)
+        assert _selects(
+            pdb["spec"]["selector"]["matchLabels"],
+            one(docs, "Deployment", name)["spec"]["template"]["metadata"]["labels"],
+        )
+        assert "replicas" not in one(docs, "Deployment", name)["spec"]  # the HPA owns it
+
+
+def test_prometheus_rules_carry_the_seeds_alerts_as_valid_promql(helm_env, chart):
+    docs = render(
+        helm_env,
+        chart,
+        "values.yaml",
+        "monitoring.prometheusRule.enabled=true",
+        "monitoring.serviceMonitor.enabled=true",
+    )
+    rules = {
+        r["alert"]: r for g in one(docs, "PrometheusRule", RELEASE)["spec"]["groups"] for r in g["rules"]
+    }
+    assert set(rules) == {
+        "BunkoGPUMemoryHigh",
+        "BunkoHighErrorRate",
+        "BunkoSlowQueries",
+        "BunkoQueueBacklog",
+        "BunkoLowCacheHitRate",
+    }
+    for rule in rules.values():
+        promql_parser.parse(rule["expr"])
+    assert (
+        "DCGM_FI_DEV_FB_USED" in rules["BunkoGPUMemoryHigh"]["expr"]
+        and "> 0.95" in rules["BunkoGPUMemoryHigh"]["expr"]
+    )
+    assert rules["BunkoGPUMemoryHigh"]["for"] == "5m"
+    assert (
+        'status=~"5.."' in rules["BunkoHighErrorRate"]["expr"]
+        and "> 0.1" in rules["BunkoHighErrorRate"]["expr"]
+    )
+    assert (
+        "histogram_quantile(0.95" in rules["BunkoSlowQueries"]["expr"]
+        and "> 10" in rules["BunkoSlowQueries"]["expr"]
+    )
+    assert (
+        "bunko_queue_depth" in rules["BunkoQueueBacklog"]["expr"]
+        and "> 100" in rules["BunkoQueueBacklog"]["expr"]
+    )
+    assert (
+        "bunko_cache_misses_total" in rules["BunkoLowCacheHitRate"]["expr"]
+        and "< 0.5" in rules["BunkoLowCacheHitRate"]["expr"]
+    )
+    # The metric names are the ones the code exports.
+    from bunko import metrics
+
+    for name in (
+        "http_requests_total",
+        "rag_query_duration_seconds",
+        "bunko_queue_depth",
+        "bunko_cache_hits_total",
+        "bunko_cache_misses_total",
+    ):
+        assert hasattr(metrics, name), name
+    sm = one(docs, "ServiceMonitor", RELEASE)
+    ports = {e["port"] for e in sm["spec"]["endpoints"]}
+    assert ports == {"http", "metrics"}
+
+
+def test_monitoring_objects_are_off_unless_asked_for(helm_env, chart):
+    kinds = {d["kind"] for d in render(helm_env, chart)}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+
+
+# --- values.schema.json and cross-value checks ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "api.replicas=two",
+        "api.replicaCount=2",  # unknown key
+        "worker.autoscaling.maxReplicas=-1",
+        "ingress.tls.enabled=yes-please",
+        "monitoring.prometheusRule.gpuMemoryFraction=1.5",
+        "image.pullPolicy=Sometimes",
+        "config.database_url=sqlite://",  # the chart sets store URLs itself
+        "objectStore.bucket=Bad_Bucket",
+        "postgresql.image.tag=",  # the vendored charts' own schemas
+        "valkey.maxmemory=lots",
+        "modelCache.mountPath=models",
+    ],
+)
+def test_schema_rejects_bad_values(helm_env, chart, bad):
+    proc = helm(helm_env, "template", RELEASE, str(chart), "--set", bad, check=False)
+    assert proc.returncode != 0, f"accepted {bad}"
+    assert "values don't meet the specifications of the schema" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["postgresql.auth.existingSecret=other"], "must equal stores.secretName"),
+        (["minio.fullnameOverride=s3"], "milvus.externalS3.host"),
+        (["api.autoscaling.enabled=false", "api.replicas=1"], "podDisruptionBudget.minAvailable"),
+        (["postgresql.enabled=false"], "externalDatabase.existingSecret is required"),
+    ],
+)
+def test_inconsistent_values_fail_with_the_fix(helm_env, chart, bad, message):
+    args = ["template", RELEASE, str(chart)]
+    for s in bad:
+        args += ["--set", s]
+    proc = helm(helm_env, *args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+# --- RBAC ----------------------------------------------------------------------------------------
+
+# What the operator does against the Kubernetes API. tests/unit/test_chart_operator_rbac.py derives
+# this table from the operator code itself (kopf's handler registry and the API methods
+# bunko.operator.kube calls); here it is compared with the rendered Role / ClusterRole.
+OPERATOR_API_CALLS = {
+    ("bunko.dev", "pipelines"): {"get", "list", "watch", "patch"},
+    ("bunko.dev", "documentcollections"): {"get", "list", "watch", "patch"},
+    ("bunko.dev", "pipelines/status"): {"get", "patch"},
+    ("bunko.dev", "documentcollections/status"): {"get", "patch"},
+    ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch"},
+    ("", "events"): {"create"},
+}
+
+
+def _granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule and "*" not in rule["verbs"] and "*" not in rule["resources"]
+        for group in rule["apiGroups"]:
+            for res in rule["resources"]:
+                out.setdefault((group, res), set()).update(rule["verbs"])
+    return out
+
+
+@pytest.mark.parametrize("cluster_wide, kind", [("false", "Role"), ("true", "ClusterRole")])
+def test_operator_rbac_grants_exactly_what_the_operator_does(helm_env, chart, cluster_wide, kind):
+    docs = render(helm_env, chart, "values.yaml", f"operator.clusterWide={cluster_wide}")
+    role = one(docs, kind, f"{RELEASE}-operator")
+    assert _granted(role) == OPERATOR_API_CALLS
+    binding = one(docs, f"{kind}Binding", f"{RELEASE}-operator")
+    deployment = one(docs, "Deployment", f"{RELEASE}-operator")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": kind,
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"][0]["name"] == deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--standalone" in args  # no peering: no kopf.dev objects to grant
+    # bunko operator run watches all namespaces unless given --namespace.
+    assert (f"--namespace={NAMESPACE}" in args) == (cluster_wide == "false")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    # Nobody else gets a service account token.
+    for name, spec in pod_specs(docs):
+        if name != f"{RELEASE}-operator":
+            assert spec.get("automountServiceAccountToken") is False, name
+
+
+# --- secrets: generated once, kept on upgrade --------------------------------------------------
+
+
+class _Emulator(kmock.KubernetesEmulator):
+    """kmock's Kubernetes API, as far as helm's discovery needs it to be a 1.30 server."""
+
+    async def _serve_server_version(self, request):
+        return {
+            **await super()._serve_server_version(request),
+            "major": "1",
+            "minor": "30",
+            "gitVersion": "v1.30.0",
+        }
+
+    async def _serve_version(self, request):
+        body = await super()._serve_version(request)
+        if isinstance(body, dict) and body.get("groupVersion") == "/v1":  # kmock 0.8 says "/v1"
+            body = {**body, "groupVersion": "v1"}
+        return body
+
+
+@contextlib.contextmanager
+def running_emulator(
+    tmp: Path, namespace: str, release: str, secrets: dict[str, dict[str, str]]
+) -> Iterator[Path]:
+    """A kmock API server on a free loopback port holding ``secrets`` as a release made them."""
+    ready, stop = threading.Event(), None
+    box: dict[str, Any] = {}
+
+    async def serve() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        k = _Emulator()
+        k.resources.load_bundled()
+        for plural, kind in (("pipelines", "Pipeline"), ("documentcollections", "DocumentCollection")):
+            k.resources[f"bunko.dev/v1alpha1/{plural}"] = kmock.ResourceInfo(
+                kind=kind, namespaced=True, verbs={"get", "list", "create", "patch"}, subresources={"status"}
+            )
+        async with k, kmock.Server(k) as srv:
+            for name, data in secrets.items():
+                k.objects["v1/secrets", namespace, name] = {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "type": "Opaque",
+                    "metadata": {
+                        "name": name,
+                        "namespace": namespace,
+                        "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                        "annotations": {
+                            "meta.helm.sh/release-name": release,
+                            "meta.helm.sh/release-namespace": namespace,
+                        },
+                    },
+                    "data": {key: base64.b64encode(v.encode()).decode() for key, v in data.items()},
+                }
+            box["url"] = f"http://{srv.host}:{srv.port}"
+            ready.set()
+            await stop.wait()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "the kmock API server did not start"
+    kubeconfig = tmp / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "k", "cluster": {"server": box["url"]}}],
+                "users": [{"name": "u", "user": {"token": "test"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": namespace}}],
+            }
+        )
+    )
+    try:
+        yield kubeconfig
+    finally:
+        loop.call_soon_threadsafe(stop.set)  # type: ignore[union-attr]
+        thread.join(30)
+        loop.close()
+
+
+def _secret_data(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
+    return one(docs, "Secret", name)["data"]
+
+
+def test_generated_secrets_are_random_strong_and_kept_on_uninstall(helm_env, chart):
+    first = render(helm_env, chart)
+    second = render(helm_env, chart, "values.yaml", "api.replicas=3")  # a second, separate render
+    for name, keys in (
+        (f"{RELEASE}-auth", {"jwt-secret": 64, "admin-password": 24}),
+        (
+            "bunko-stores",
+            {"postgres-password": 32, "s3-access-key": 20, "s3-secret-key": 40, "valkey-password": 32},
+        ),
+    ):
+        a, b = _secret_data(first, name), _secret_data(second, name)
+        assert set(a) == set(keys)
+        for key, length in keys.items():
+            assert len(base64.b64decode(a[key])) == length
+            assert a[key] != b[key]  # without a cluster to look up, each render generates anew
+        assert one(first, "Secret", name)["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_existing_secret_replaces_the_generated_one(helm_env, chart):
+    docs = render(helm_env, chart, "values.yaml", "auth.existingSecret=my-auth", "stores.create=false")
+    assert not find(docs, "Secret")
+    env = {
+        e["name"]: e
+        for e in one(docs, "Deployment", f"{RELEASE}-api")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["BUNKO_JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "my-auth"
+
+
+def test_upgrade_keeps_generated_secrets_through_lookup(helm_env, chart, tmp_path):
+    """`helm template` cannot look up, so this renders with --dry-run=server against the kmock
+    Kubernetes API emulator holding the Secrets a first install made: helm's `lookup` reads them
+    and the render writes the same values back — what `helm upgrade` applies."""
+    existing = {
+        f"{RELEASE}-auth": {"jwt-secret": "j" * 64, "admin-password": "p" * 24},
+        "bunko-stores": {
+            "postgres-password": "a" * 32,
+            "s3-access-key": "b" * 20,
+            "s3-secret-key": "c" * 40,
+            "valkey-password": "d" * 32,
+        },
+    }
+    with running_emulator(tmp_path, NAMESPACE, RELEASE, existing) as kubeconfig:
+        proc = helm(
+            helm_env,
+            "template",
+            RELEASE,
+            str(chart),
+            "-n",
+            NAMESPACE,
+            "--dry-run=server",
+            "--disable-openapi-validation",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--show-only",
+            "templates/secrets.yaml",
+        )
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    for name, data in existing.items():
+        rendered = {k: base64.b64decode(v).decode() for k, v in _secret_data(docs, name).items()}
+        assert rendered == data, name
