@@ -312,7 +312,7 @@ def _mount(module: str, attr: str, name: str, help_: str) -> None:
 def _register_optional() -> None:
     _mount("bunko.api.cli", "users_app", "users", "Manage users and roles.")
     _mount("bunko.serving.cli", "serving_app", "serving", "Run the Ray Serve model application.")
-    _mount("bunko.operator.cli", "operator_app", "operator", "Run the Kubernetes operator.")
+    _mount("bunko.operator.cli", "app", "operator", "Run the Kubernetes operator.")
 
 
 @app.command()

@@ -57,14 +57,21 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> Embedder:
+        """The embedding model behind the embedding cache (model id + side + text hash, 30 days), so
+        a re-run stage or a repeated question does not embed the same text twice."""
+        from bunko.models.cached import CachedEmbedder
+
         with self._lock:
+            inner: Embedder
             if self.settings.model_endpoint:
                 from bunko.models.http import HttpEmbedder
 
-                return HttpEmbedder(self.settings.model_endpoint, timeout_s=self.settings.model_timeout_s)
-            from bunko.models.embedding import load_embedder
+                inner = HttpEmbedder(self.settings.model_endpoint, timeout_s=self.settings.model_timeout_s)
+            else:
+                from bunko.models.embedding import load_embedder
 
-            return load_embedder(self.settings.embedding_model, batch_size=self.settings.embed_batch_size)
+                inner = load_embedder(self.settings.embedding_model, batch_size=self.settings.embed_batch_size)
+            return CachedEmbedder(inner, self.cache, ttl_s=self.settings.embedding_cache_ttl_s)
 
     @cached_property
     def reranker(self) -> Reranker | None:

@@ -22,8 +22,8 @@ from sqlalchemy import delete
 
 from bunko.collections import collection_config
 from bunko.ingest.extract import extract_document
-from bunko.ingest.submit import page_prefix, thumbnail_key
 from bunko.ingest.pdf import render_thumbnail
+from bunko.ingest.submit import page_prefix, thumbnail_key
 from bunko.ingest.types import ChunkDraft, PageText
 from bunko.store.db import Chunk, Collection, Document, DocumentStatus, Page
 from bunko.store.objects import ocr_cache

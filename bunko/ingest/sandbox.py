@@ -7,44 +7,44 @@ the failure or dies), and every call has a deadline after which the child is kil
 the *document* fails with :class:`UnsafeDocument` or :class:`ExtractionTimeout`; the caller (the
 worker, the API) lives on.
 
-One child serves one document for all its pages (per-call timeouts), so a page costs a pipe round
-trip (~0.1 ms), not a process start. Children come from a ``forkserver`` that preloads pypdfium2:
-forking from it is fast, and never forks a parent that holds threads (ONNX Runtime, Ray, uvicorn).
+One child serves one document for all its pages (per-call timeouts), so a page costs a socket
+round trip (~0.1 ms), not a process start. The child is a fresh interpreter
+(``python -m bunko.ingest.sandbox``), not a multiprocessing child: it never forks a parent that
+holds threads (ONNX Runtime, Ray, uvicorn), and it never re-imports the caller's ``__main__`` (which
+spawn/forkserver children do, breaking any script without a main guard).
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import multiprocessing.connection
 import resource
+import socket
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
-from functools import lru_cache
-from multiprocessing.context import BaseContext
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from bunko.errors import BunkoError, ExtractionTimeout, UnsafeDocument
 
 T = TypeVar("T")
 
-PRELOAD = ["bunko.ingest.pdf"]
+
+# A fresh interpreter importing pypdfium2 takes ~0.2 s idle; seconds on a loaded machine.
+STARTUP_TIMEOUT_S = 60.0
 
 
 class ChildError(Exception):
     """An unexpected error inside the child, carried back as text (its type may not unpickle)."""
 
 
-@lru_cache(maxsize=1)
-def _context() -> BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        # Only takes effect if no forkserver runs yet in this process; otherwise children import
-        # the modules on first use, which is slower but equally correct.
-        ctx.set_forkserver_preload(PRELOAD)  # type: ignore[attr-defined]
-        return ctx
-    return multiprocessing.get_context("spawn")
+class SandboxFailed(BunkoError):
+    """The sandbox process itself failed (not the document's fault); the job is retried."""
+
+    code = "sandbox_failed"
+    http_status = 500
 
 
 def _child_main(conn: multiprocessing.connection.Connection, memory_mb: int) -> None:
@@ -52,11 +52,20 @@ def _child_main(conn: multiprocessing.connection.Connection, memory_mb: int) -> 
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     # A crash past the limit must not leave a multi-GB core file behind.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    conn.send("ready")
+    # The caller's import path, set only now: on the command line it could shadow the standard
+    # library at start-up (the repository's operator/ folder versus Python's operator module).
+    sys.path[:] = conn.recv()
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
             return
+        except MemoryError:
+            return
+        except Exception as e:  # the call names a function this interpreter cannot import
+            conn.send(("error", ChildError(f"cannot load the call: {type(e).__name__}: {e}")))
+            continue
         if msg is None:
             return
         fn, args = msg
@@ -90,8 +99,9 @@ class Sandbox:
     def __init__(self, *, memory_mb: int, timeout_s: float) -> None:
         self.memory_mb = memory_mb
         self.timeout_s = timeout_s
-        self._proc: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._conn: multiprocessing.connection.Connection | None = None
+        self._stderr: IO[bytes] | None = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -112,18 +122,32 @@ class Sandbox:
         return int(self._proc.pid)
 
     def _start(self) -> multiprocessing.connection.Connection:
-        if self._conn is not None and self._proc is not None and self._proc.is_alive():
+        if self._conn is not None and self._proc is not None and self._proc.poll() is None:
             return self._conn
         self._kill()
-        ctx = _context()
-        parent_conn, child_conn = ctx.Pipe(duplex=True)
-        proc = ctx.Process(  # type: ignore[attr-defined]
-            target=_child_main, args=(child_conn, self.memory_mb), daemon=True, name="bunko-pdf-sandbox"
-        )
-        proc.start()
-        child_conn.close()
-        self._proc, self._conn = proc, parent_conn
-        return parent_conn
+        parent_sock, child_sock = socket.socketpair()
+        self._stderr = tempfile.TemporaryFile(prefix="bunko-sandbox-")  # noqa: SIM115 - lives as long as the child
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", "bunko.ingest.sandbox", str(child_sock.fileno()), str(self.memory_mb)],
+                pass_fds=[child_sock.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+            )
+        finally:
+            child_sock.close()
+        self._proc, self._conn = proc, multiprocessing.connection.Connection(parent_sock.detach())
+        # Interpreter start-up is not the document's time: wait for the child's hello on its own
+        # deadline, so the per-call limits measure only the work on the PDF.
+        try:
+            hello = self._conn.recv() if self._conn.poll(STARTUP_TIMEOUT_S) else None
+        except (EOFError, OSError):
+            hello = None
+        if hello != "ready":
+            err = self._stderr_tail()
+            code = self._kill()
+            raise SandboxFailed(f"the PDF sandbox process did not start (exit code {code}): {err[-500:]}")
+        self._conn.send(list(sys.path))
+        return self._conn
 
     def call(self, fn: Callable[..., T], *args: Any, what: str, timeout_s: float | None = None) -> T:
         timeout = self.timeout_s if timeout_s is None else timeout_s
@@ -143,7 +167,18 @@ class Sandbox:
         try:
             status, payload = conn.recv()
         except (EOFError, OSError):
+            assert self._proc is not None
+            # Let a child that is already dying report its own exit code before any kill.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(2)
+            err = self._stderr_tail()
             code = self._kill()
+            if code is not None and code > 0 and "MemoryError" not in err:
+                # An ordinary exit with an error before any answer: the interpreter could not start
+                # (a broken install, say). Not the document's fault, so not a verdict on it.
+                raise SandboxFailed(
+                    f"the PDF sandbox process exited with code {code} while {what}: {err[-500:]}"
+                ) from None
             raise UnsafeDocument(self._memory_message(what, f"the parser died (exit code {code})")) from None
         if status == "ok":
             return payload  # type: ignore[no-any-return]
@@ -159,26 +194,37 @@ class Sandbox:
             "BUNKO_SANDBOX_MEMORY_MB or re-save it with a PDF tool."
         )
 
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        with contextlib.suppress(OSError):
+            self._stderr.seek(0)
+            return self._stderr.read()[-4000:].decode(errors="replace")
+        return ""
+
     def _kill(self) -> int | None:
         proc, self._proc = self._proc, None
         conn, self._conn = self._conn, None
+        stderr, self._stderr = self._stderr, None
         if conn is not None:
             conn.close()
+        if stderr is not None:
+            stderr.close()
         if proc is None:
             return None
-        if proc.is_alive():
+        if proc.poll() is None:
             proc.kill()
-        proc.join(10)
-        code: int | None = proc.exitcode
-        proc.close()
-        return code
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        return proc.returncode
 
     def close(self) -> None:
         """Ask the child to exit; kill it if it does not."""
-        if self._proc is not None and self._conn is not None and self._proc.is_alive():
+        if self._proc is not None and self._conn is not None and self._proc.poll() is None:
             with contextlib.suppress(BrokenPipeError, EOFError, OSError):
                 self._conn.send(None)
-            self._proc.join(2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(2)
         self._kill()
 
 
@@ -188,3 +234,10 @@ def run_sandboxed(
     """One call in a fresh child, which is gone afterwards."""
     with Sandbox(memory_mb=memory_mb, timeout_s=timeout_s) as box:
         return box.call(fn, *args, what=what)
+
+
+if __name__ == "__main__":
+    # The child: argv = [fd of its end of the socket pair, memory cap in MB].
+    import bunko.ingest.pdf  # noqa: F401  (loaded before the memory cap applies)
+
+    _child_main(multiprocessing.connection.Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -23,8 +23,11 @@ class Embedder(Protocol):
     callers say which side a text is on by the method they call.
     """
 
-    model_id: str
-    dim: int
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed_documents(self, texts: list[str]) -> np.ndarray: ...
 
@@ -35,7 +38,8 @@ class Embedder(Protocol):
 class Reranker(Protocol):
     """Cross-encoder relevance: one score per passage, in [0, 1], higher is more relevant."""
 
-    model_id: str
+    @property
+    def model_id(self) -> str: ...
 
     def score(self, query: str, passages: list[str]) -> list[float]: ...
 
@@ -62,8 +66,11 @@ class OcrResult:
 
 @runtime_checkable
 class OcrEngine(Protocol):
-    name: str
-    version: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
 
     def recognize(self, image: Image.Image, *, dpi: int) -> OcrResult: ...
 
@@ -78,7 +85,8 @@ class ChatMessage:
 class ChatModel(Protocol):
     """An OpenAI-compatible chat completion, streamed token by token."""
 
-    model_id: str
+    @property
+    def model_id(self) -> str: ...
 
     def stream(
         self, messages: list[ChatMessage], *, max_tokens: int, stop: list[str], temperature: float = 0.0
