@@ -1,0 +1,219 @@
+"""DocumentCollection → Milvus collection + object prefix + database row; removed behind a finalizer.
+
+Thin wiring over ``collection_data``: validate, resolve the Pipeline's embedding model (its
+dimension comes from the catalogue), reconcile the stores, report status, Events and metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from bunko.errors import BunkoError, Conflict, InvalidInput, Unavailable
+from bunko.operator import catalogue, collection_data, kube, metrics, schemas
+from bunko.operator.pipeline import write_status
+from bunko.operator.status import condition
+from bunko.runtime import Runtime
+from bunko.settings import Settings
+
+PLURAL = "documentcollections"
+RETRY_DELAY_S = 30
+COUNT_INTERVAL_S = 60.0
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """The operator's stores (from ``BUNKO_*``), opened on first use and shared by every handler."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(Settings())
+        return _runtime
+
+
+def close_runtime() -> None:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None and "vectors" in _runtime.__dict__:
+            _runtime.vectors.close()
+        _runtime = None
+
+
+def refuse(
+    body: kopf.Body, status: Mapping[str, Any] | None, patch: kopf.Patch, reason: str, message: str
+) -> None:
+    write_status(
+        status, patch, {"phase": "Failed", "conditions": [condition("Ready", False, reason, message)]}
+    )
+    kopf.warn(body, reason=reason, message=message)
+    raise kopf.PermanentError(message)
+
+
+def wait(
+    body: kopf.Body, status: Mapping[str, Any] | None, patch: kopf.Patch, reason: str, message: str
+) -> None:
+    """A dependency is missing or down: say so, and let kopf retry with a delay."""
+    write_status(
+        status, patch, {"phase": "Pending", "conditions": [condition("Ready", False, reason, message)]}
+    )
+    kopf.warn(body, reason=reason, message=message)
+    raise kopf.TemporaryError(message, delay=RETRY_DELAY_S)
+
+
+def embedding_of(pipeline: Mapping[str, Any]) -> tuple[str, int]:
+    """The Pipeline's embedding model and its vector dimension."""
+    spec, errors = schemas.validate_spec(schemas.PIPELINES, pipeline.get("spec") or {})
+    if errors:
+        raise InvalidInput(f"Pipeline {pipeline['metadata']['name']} is invalid: {'; '.join(errors)}")
+    emb = spec["embedding"]
+    return str(emb["model"]), catalogue.embedding_dim(str(emb["model"]), emb.get("dimension"))
+
+
+@kopf.on.resume(kube.GROUP, kube.VERSION, PLURAL)
+@kopf.on.create(kube.GROUP, kube.VERSION, PLURAL)
+@kopf.on.update(kube.GROUP, kube.VERSION, PLURAL, field="spec")
+def reconcile_collection(
+    spec: kopf.Spec,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    body: kopf.Body,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    assert namespace is not None
+    with metrics.reconciling("DocumentCollection"):
+        full, errors = schemas.validate_spec(schemas.COLLECTIONS, spec)
+        if errors:
+            refuse(body, status, patch, "InvalidSpec", "; ".join(errors))
+        ref = full["pipelineRef"]["name"]
+        try:
+            cfg = collection_data.config_from_spec(full)
+            pipeline = kube.get_pipeline(namespace, ref)
+            if pipeline is None:
+                wait(
+                    body,
+                    status,
+                    patch,
+                    "PipelineNotFound",
+                    f"Pipeline {namespace}/{ref} does not exist yet; create it or fix spec.pipelineRef",
+                )
+            assert pipeline is not None
+            try:
+                model, dim = embedding_of(pipeline)
+            except InvalidInput as exc:
+                wait(body, status, patch, "PipelineInvalid", exc.message)
+            access = full["access"]
+            out = collection_data.reconcile(
+                runtime(),
+                name=name,
+                uid=uid,
+                pipeline=f"{namespace}/{ref}",
+                model=model,
+                dim=dim,
+                cfg=cfg,
+                description=full["description"],
+                visibility=access["visibility"],
+                roles=access["roles"],
+                automatic=full["reindexPolicy"] == "Automatic",
+            )
+            docs, chunks = collection_data.counts(runtime(), out.collection_id)
+        except Unavailable as exc:
+            wait(body, status, patch, "StoreUnavailable", exc.message)
+        except (InvalidInput, Conflict) as exc:
+            refuse(body, status, patch, type(exc).__name__, exc.message)
+        except BunkoError as exc:
+            wait(body, status, patch, type(exc).__name__, exc.message)
+
+        conditions = [
+            condition("Ready", True, "Ready", f"vector collection {out.vector_collection} is ready")
+        ]
+        phase = "Ready"
+        if out.action == "reindex-required":
+            conditions.append(
+                condition(
+                    "ReindexRequired",
+                    True,
+                    "SpecChanged",
+                    f"{'; '.join(out.changes)}: the {docs} documents keep their old chunks and vectors until "
+                    "re-processed; set spec.reindexPolicy: Automatic (or reprocess them through the API)",
+                )
+            )
+            kopf.warn(body, reason="ReindexRequired", message="; ".join(out.changes))
+        else:
+            conditions.append(
+                condition("ReindexRequired", False, "UpToDate", "chunks and vectors match the spec")
+            )
+        if out.action == "reindexing":
+            phase = "Reindexing"
+            kopf.info(
+                body,
+                reason="Reindexing",
+                message=f"{'; '.join(out.changes)}: re-queued {out.requeued} documents",
+            )
+        elif out.action == "created":
+            kopf.info(
+                body,
+                reason="Created",
+                message=f"vector collection {out.vector_collection} ({dim} dims, {cfg.index_type}), "
+                f"database row and object prefix created",
+            )
+        metrics.COLLECTION_DOCUMENTS.labels(namespace, name).set(docs)
+        desired: dict[str, Any] = {
+            "phase": phase,
+            "collectionId": out.collection_id,
+            "vectorCollection": out.vector_collection,
+            "documentCount": docs,
+            "chunkCount": chunks,
+            "conditions": conditions,
+        }
+        if out.action != "reindex-required":
+            desired.update(
+                embeddingModel=model,
+                embeddingDim=dim,
+                indexedWith={
+                    "embeddingModel": model,
+                    "chunkSize": cfg.chunk_size,
+                    "chunkOverlap": cfg.chunk_overlap,
+                    "indexType": cfg.index_type,
+                },
+            )
+        write_status(status, patch, desired)
+
+
+@kopf.timer(kube.GROUP, kube.VERSION, PLURAL, interval=COUNT_INTERVAL_S, initial_delay=COUNT_INTERVAL_S)
+def refresh_counts(
+    status: kopf.Status, patch: kopf.Patch, name: str, namespace: str | None, **_: Any
+) -> None:
+    cid = status.get("collectionId") if status else None
+    if not cid:
+        return
+    try:
+        docs, chunks = collection_data.counts(runtime(), str(cid))
+    except Unavailable:
+        return  # the next tick tries again
+    metrics.COLLECTION_DOCUMENTS.labels(namespace or "", name).set(docs)
+    desired: dict[str, Any] = {"documentCount": docs, "chunkCount": chunks}
+    if status.get("phase") == "Reindexing" and not collection_data.in_progress(runtime(), str(cid)):
+        desired["phase"] = "Ready"  # every re-queued document has been processed again
+    write_status(status, patch, desired)
+
+
+@kopf.on.delete(kube.GROUP, kube.VERSION, PLURAL)
+def delete_collection(spec: kopf.Spec, name: str, uid: str, body: kopf.Body, **_: Any) -> None:
+    if spec.get("deletionPolicy") == "Retain":
+        kopf.info(body, reason="Retained", message="deletionPolicy Retain: vectors, objects and rows kept")
+        return
+    with metrics.reconciling("DocumentCollectionDelete"):
+        try:
+            removed = collection_data.remove(runtime(), name=name, uid=uid)
+        except Unavailable as exc:
+            raise kopf.TemporaryError(exc.message, delay=RETRY_DELAY_S) from exc
+    if removed:
+        kopf.info(body, reason="Deleted", message="vectors, objects and database rows removed")

@@ -1,0 +1,240 @@
+"""What a DocumentCollection owns in the stores: a Milvus collection, object prefixes, database rows.
+
+No kopf here: plain functions over a ``Runtime``, each safe to run again after a failure anywhere
+in the middle (the handler retries them). The database row's id is the custom resource's uid
+(without dashes), so the row says which object owns it without any extra bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from bunko.collections import CollectionConfig, parse_config, vector_collection_name
+from bunko.errors import Conflict, NotFound, Unavailable
+from bunko.ingest.submit import page_prefix, reprocess_document, thumbnail_key
+from bunko.store.db import Chunk, Collection, Document, Job, Page
+
+if TYPE_CHECKING:
+    from bunko.runtime import Runtime
+
+# Fields whose change makes the stored chunks or vectors stale.
+CHUNKING_FIELDS = ("chunk_size", "chunk_overlap", "table_max_chars")
+INDEX_FIELDS = ("index_type", "nlist", "hnsw_m", "hnsw_ef_construction")
+
+
+def row_id(uid: str) -> str:
+    return uid.replace("-", "")[:32]
+
+
+def marker_key(collection_id: str) -> str:
+    return f"raw-pdfs/{collection_id}/.collection.json"
+
+
+def config_from_spec(spec: Mapping[str, Any]) -> CollectionConfig:
+    """The core's CollectionConfig for a DocumentCollection spec (defaults applied)."""
+    chunking, search, rerank = spec["chunking"], spec["search"], spec["rerank"]
+    index = search["index"]
+    ivf, hnsw = index.get("ivf", {}), index.get("hnsw", {})
+    raw: dict[str, object] = {
+        "chunk_size": chunking["size"],
+        "chunk_overlap": chunking["overlap"],
+        "table_max_chars": chunking["tableMaxChars"],
+        "dense_weight": search["weights"]["dense"],
+        "sparse_weight": search["weights"]["sparse"],
+        "dense_k": search["denseTopK"],
+        "sparse_k": search["sparseTopK"],
+        "rerank_top_k": rerank["topK"],
+        "rerank_threshold": rerank["threshold"],
+        "index_type": index["type"],
+    }
+    for key, src, name in (
+        ("nlist", ivf, "nlist"),
+        ("nprobe", ivf, "nprobe"),
+        ("hnsw_m", hnsw, "m"),
+        ("hnsw_ef_construction", hnsw, "efConstruction"),
+        ("hnsw_ef", hnsw, "ef"),
+    ):
+        if name in src:
+            raw[key] = src[name]
+    return parse_config(raw)
+
+
+@dataclass
+class Outcome:
+    action: str  # created | updated | unchanged | reindex-required | reindexing
+    collection_id: str
+    vector_collection: str
+    changes: list[str] = field(default_factory=list)
+    requeued: int = 0
+
+
+def stale_because(row: Collection, model: str, dim: int, cfg: CollectionConfig) -> list[str]:
+    """Why the stored chunks/vectors no longer match the spec (empty: they still do)."""
+    old = parse_config(row.config)
+    why = []
+    if row.embedding_model != model or row.embedding_dim != dim:
+        why.append(
+            f"embedding model {row.embedding_model} ({row.embedding_dim} dims) -> {model} ({dim} dims)"
+        )
+    for f in CHUNKING_FIELDS + INDEX_FIELDS:
+        if getattr(old, f) != getattr(cfg, f):
+            why.append(f"{f} {getattr(old, f)} -> {getattr(cfg, f)}")
+    return why
+
+
+def reconcile(
+    rt: Runtime,
+    *,
+    name: str,
+    uid: str,
+    pipeline: str,
+    model: str,
+    dim: int,
+    cfg: CollectionConfig,
+    description: str = "",
+    visibility: str = "collection",
+    roles: Sequence[str] = (),
+    automatic: bool = False,
+) -> Outcome:
+    """Make the stores match the spec; what changed, and whether documents must be re-processed."""
+    cid, vname = row_id(uid), vector_collection_name(name)
+    with rt.sessions() as s:
+        row = s.scalar(select(Collection).where(Collection.name == name))
+    if row is not None and row.id != cid:
+        raise Conflict(
+            f"collection {name!r} already exists and belongs to someone else (created through "
+            "the API or by another DocumentCollection); pick another metadata.name"
+        )
+    fields = {
+        "description": description,
+        "pipeline": pipeline,
+        "visibility": visibility,
+        "allowed_roles": list(roles),
+    }
+    if row is None:
+        # Vectors first: a row must never point at a collection that cannot be searched.
+        rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
+        rt.objects.put(marker_key(cid), json.dumps({"name": name, "uid": uid}).encode(), "application/json")
+        try:
+            with rt.sessions.begin() as s:
+                s.add(
+                    Collection(
+                        id=cid,
+                        name=name,
+                        embedding_model=model,
+                        embedding_dim=dim,
+                        vector_collection=vname,
+                        config=cfg.model_dump(),
+                        **fields,
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict(f"collection {name!r} was created concurrently; retrying") from exc
+        return Outcome("created", cid, vname)
+
+    why = stale_because(row, model, dim, cfg)
+    if why and not automatic:
+        # Keep the parameters the stored data was made with; change only what is read at query time.
+        old = parse_config(row.config)
+        kept = {f: getattr(old, f) for f in CHUNKING_FIELDS + INDEX_FIELDS}
+        _update_row(rt, cid, config=cfg.model_copy(update=kept).model_dump(), **fields)
+        rt.vectors.ensure_collection(
+            vname, row.embedding_dim, index_type=old.index_type, index_params=old.index_params()
+        )
+        return Outcome("reindex-required", cid, vname, why)
+    if why:
+        rebuild = any(not w.startswith(CHUNKING_FIELDS) for w in why)
+        if rebuild:
+            rt.vectors.drop(vname)
+        rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
+        requeued = requeue_documents(rt, cid)
+        # The row last: until it says the new model, a retry finds the work still to do.
+        _update_row(rt, cid, config=cfg.model_dump(), embedding_model=model, embedding_dim=dim, **fields)
+        rt.cache.bump(f"collection:{cid}")
+        return Outcome("reindexing", cid, vname, why, requeued)
+    rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
+    changed = _update_row(rt, cid, config=cfg.model_dump(), **fields)
+    if changed:
+        rt.cache.bump(f"collection:{cid}")
+    return Outcome("updated" if changed else "unchanged", cid, vname)
+
+
+def _update_row(rt: Runtime, cid: str, **values: Any) -> bool:
+    with rt.sessions.begin() as s:
+        row = s.get(Collection, cid)
+        if row is None:
+            raise NotFound(f"collection row {cid} vanished while being reconciled")
+        changed = False
+        for key, value in values.items():
+            if getattr(row, key) != value:
+                setattr(row, key, value)
+                changed = True
+    return changed
+
+
+def requeue_documents(rt: Runtime, cid: str) -> int:
+    """Queue every document of the collection for re-processing (all stages re-run, idempotently)."""
+    with rt.sessions() as s:
+        ids = list(s.scalars(select(Document.id).where(Document.collection_id == cid)))
+    busy = []
+    for doc_id in ids:
+        try:
+            reprocess_document(rt, doc_id)
+        except Conflict:
+            busy.append(doc_id)
+        except NotFound:
+            continue  # deleted meanwhile
+    if busy:
+        raise Unavailable(
+            f"{len(busy)} of {len(ids)} documents are being processed right now; "
+            "re-indexing continues when they finish"
+        )
+    return len(ids)
+
+
+def counts(rt: Runtime, cid: str) -> tuple[int, int]:
+    """(documents, chunks) of a collection."""
+    with rt.sessions() as s:
+        docs = s.scalar(select(func.count()).select_from(Document).where(Document.collection_id == cid))
+        chunks = s.scalar(select(func.count()).select_from(Chunk).where(Chunk.collection_id == cid))
+    return int(docs or 0), int(chunks or 0)
+
+
+def in_progress(rt: Runtime, cid: str) -> int:
+    """Documents still queued or being processed."""
+    with rt.sessions() as s:
+        n = s.scalar(
+            select(func.count())
+            .select_from(Document)
+            .where(Document.collection_id == cid, Document.status.in_(("pending", "processing")))
+        )
+    return int(n or 0)
+
+
+def remove(rt: Runtime, *, name: str, uid: str) -> bool:
+    """Delete the collection's vectors, objects and rows; False when it owns nothing (already gone)."""
+    cid, vname = row_id(uid), vector_collection_name(name)
+    with rt.sessions() as s:
+        row = s.scalar(select(Collection).where(Collection.name == name))
+        if row is not None and row.id != cid:
+            return False  # someone else's collection of the same name: not ours to delete
+        doc_ids = list(s.scalars(select(Document.id).where(Document.collection_id == cid)))
+    # Vectors first: from then on no answer can cite these documents, whatever fails next.
+    rt.vectors.drop(row.vector_collection if row is not None else vname)
+    for doc_id in doc_ids:
+        rt.objects.delete_prefix(page_prefix(doc_id))
+        rt.objects.delete(thumbnail_key(doc_id))
+    rt.objects.delete_prefix(f"raw-pdfs/{cid}/")
+    with rt.sessions.begin() as s:
+        for model in (Job, Chunk, Page):
+            s.execute(delete(model).where(model.document_id.in_(doc_ids)))  # type: ignore[attr-defined]
+        s.execute(delete(Document).where(Document.collection_id == cid))
+        s.execute(delete(Collection).where(Collection.id == cid))
+    rt.cache.bump(f"collection:{cid}")
+    return row is not None

@@ -1,0 +1,345 @@
+"""Render a Pipeline and its GPU plan into a KubeRay ``RayService`` (``ray.io/v1``). Pure: dicts out.
+
+- ``serveConfigV2``: the serving package's builder (``bunko.serving.config.build_serve_config``)
+  applied to a ``ServingSpec`` made here from the spec and the plan (Ray ``num_gpus`` fraction and
+  the engine's own memory cap per role).
+- ``rayClusterConfig``: a CPU-only head (``num-gpus: "0"``, ``num-cpus: "0"``: nothing is scheduled
+  on it), one worker group per planned GPU (``nvidia.com/gpu: 1``; on several GPUs each group also
+  carries a custom Ray resource ``bunko_gpu_<i>`` and each deployment asks for a sliver of it, so
+  Ray keeps the planner's placement instead of packing on its own), or one CPU worker group for a
+  CPU-only pipeline; the model cache volume on every worker.
+- ``upgradeStrategy``: ``None`` on a single GPU — a blue-green upgrade starts a second cluster and
+  would need a second GPU — and ``NewCluster`` otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from bunko.operator.catalogue import CATALOGUE
+from bunko.operator.planner import Placement, Plan
+from bunko.serving.config import build_serve_config, load_spec, validate_serve_config
+from bunko.serving.spec import ServingSpec
+
+LABEL_PIPELINE = "bunko.dev/pipeline"
+SERVE_PORT = 8000
+DASHBOARD_PORT = 8265
+CACHE_VOLUME = "model-cache"
+# A custom resource per planned GPU; deployments ask for this much of it, which pins them.
+PIN_AMOUNT = 0.001
+ROUTES = {"ocr": "/ocr", "embedding": "/embed", "reranker": "/rerank", "llm": "/llm"}
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti)?$")
+_UNITS = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+
+
+def gpu_resource(index: int) -> str:
+    return f"bunko_gpu_{index}"
+
+
+def quantity_bytes(q: str) -> int:
+    m = _QUANTITY.match(q)
+    if not m:
+        raise ValueError(f"not a memory quantity: {q!r} (use e.g. 8Gi)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+# --- ServingSpec ----------------------------------------------------------------------------------
+
+
+def serving_spec(spec: Mapping[str, Any], plan: Plan) -> ServingSpec:
+    """The ServingSpec for a planned Pipeline spec (defaults applied)."""
+    cache = spec.get("modelCache", {}).get("mountPath", "/models")
+    roles: dict[str, Any] = {}
+    for role in ("ocr", "embedding", "reranker", "llm"):
+        part = spec.get(role)
+        if not part:
+            continue
+        if role == "llm" and part.get("engine") == "none":
+            continue
+        roles[role] = _role(role, part, plan.for_role(role))  # type: ignore[arg-type]
+    return load_spec(
+        {
+            **roles,
+            # Weights are downloaded once into the model cache volume, not into each container.
+            "env_vars": {"HF_HOME": f"{cache}/huggingface", "BUNKO_MODEL_CACHE": cache},
+        }
+    )
+
+
+def _role(role: str, part: Mapping[str, Any], placements: list[Placement]) -> dict[str, Any]:
+    first = placements[0] if placements else None
+    on_gpu = first is not None and first.gpu is not None
+    res = part.get("resources", {})
+    out: dict[str, Any] = {
+        "model": part["model"],
+        "device": "cuda" if on_gpu else "cpu",
+        "replicas": int(part.get("replicas", 1)),
+        "num_cpus": float(res.get("cpu", 1)),
+        "num_gpus": first.num_gpus if on_gpu and first else 0.0,
+    }
+    if on_gpu and first and first.memory_fraction is not None:
+        out["gpu_memory_fraction"] = first.memory_fraction
+    if "memory" in res:
+        out["memory_bytes"] = quantity_bytes(res["memory"])
+    if part.get("source"):
+        out["source"] = part["source"]
+    if part.get("dtype", "auto") != "auto":
+        out["dtype"] = part["dtype"]
+    if role in ("embedding", "reranker"):
+        out["max_batch_size"] = int(part.get("batchSize", 64 if role == "embedding" else 32))
+        out["max_seq_length"] = int(part.get("maxSeqLength", 512))
+    if role == "ocr":
+        out["engine"] = part["model"]
+        out["fallback"] = list(part.get("fallback", []))
+    if role == "llm":
+        out.update(_llm(part, on_gpu))
+    return out
+
+
+def _llm(part: Mapping[str, Any], on_gpu: bool) -> dict[str, Any]:
+    engine = part.get("engine", "vllm")
+    out: dict[str, Any] = {
+        "engine": engine,
+        "served_model_name": part.get("servedModelName") or part["model"],
+    }
+    if engine == "proxy":
+        return {**out, "upstream_url": part["url"], "device": "cpu", "num_gpus": 0.0}
+    quantization = part.get("quantization", "none")
+    info = CATALOGUE.get(part["model"])
+    if quantization != "none" and not part.get("source") and info and quantization in info.quantized_sources:
+        out["source"] = info.quantized_sources[quantization]
+    kwargs: dict[str, Any] = {"max_model_len": int(part.get("maxModelLen", 8192))}
+    if engine == "vllm":
+        kwargs["max_num_seqs"] = int(part.get("maxConcurrentSequences", 4))
+        # Pre-quantised AWQ/GPTQ checkpoints declare their method; vLLM then picks its fastest
+        # kernel (Marlin). Only fp8 is an on-the-fly quantisation that must be asked for.
+        if quantization == "fp8":
+            kwargs["quantization"] = "fp8"
+        if part.get("kvCacheDtype", "auto") != "auto":
+            kwargs["kv_cache_dtype"] = part["kvCacheDtype"]
+    out["engine_kwargs"] = kwargs
+    return out
+
+
+# --- the RayService -------------------------------------------------------------------------------
+
+
+def render_serve_config(spec: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
+    """The Serve config; checked against Ray's ServeDeploySchema whenever Ray is installed."""
+    config = build_serve_config(serving_spec(spec, plan), validate=False)
+    if len(plan.gpus) > 1:
+        _pin_to_gpus(config, plan)
+    if importlib.util.find_spec("ray") is not None:
+        validate_serve_config(config)
+    return config
+
+
+def _pin_to_gpus(config: dict[str, Any], plan: Plan) -> None:
+    """Ask each GPU deployment for a sliver of its planned GPU's custom resource."""
+    app_role = {f"bunko-{role}": role for role in ROUTES}
+    for app in config.get("applications", []):
+        role = app_role.get(app.get("name", ""))
+        placements = [p for p in plan.for_role(role) if p.gpu is not None] if role else []  # type: ignore[arg-type]
+        if not placements:
+            continue
+        gpus = {p.gpu for p in placements}
+        if len(gpus) != 1:
+            continue  # replicas spread over GPUs: Ray's fractions alone keep them within memory
+        resource = gpu_resource(placements[0].gpu)  # type: ignore[arg-type]
+        for dep in app.get("deployments", []):
+            opts = dep.setdefault("ray_actor_options", {})
+            if opts.get("num_gpus", 0):
+                opts.setdefault("resources", {})[resource] = PIN_AMOUNT
+        for llm_config in app.get("args", {}).get("llm_configs", []):  # vLLM: its placement group
+            for bundle in llm_config.get("placement_group_config", {}).get("bundles", []):
+                if bundle.get("GPU", 0):
+                    bundle[resource] = PIN_AMOUNT
+
+
+def render_rayservice(name: str, namespace: str, spec: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
+    """The RayService for a feasible plan of the Pipeline ``name`` (spec with defaults applied)."""
+    if not plan.feasible:
+        raise ValueError(f"cannot render an infeasible plan: {plan.message}")
+    ray = spec.get("ray", {})
+    image = ray.get("image", "ghcr.io/bunko-dev/bunko-serving:0.1.0")
+    labels = {
+        "app.kubernetes.io/name": "bunko",
+        "app.kubernetes.io/component": "serving",
+        "app.kubernetes.io/managed-by": "bunko-operator",
+        LABEL_PIPELINE: name,
+    }
+    config = render_serve_config(spec, plan)
+    body: dict[str, Any] = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+            "upgradeStrategy": {"type": "None" if plan.single_gpu else "NewCluster"},
+            "serviceUnhealthySecondThreshold": 900,  # weights download on first start
+            "deploymentUnhealthySecondThreshold": 900,
+            "rayClusterConfig": {
+                "rayVersion": ray.get("version", "2.60.0"),
+                "enableInTreeAutoscaling": False,
+                "headGroupSpec": _head(image, ray, labels),
+                "workerGroupSpecs": _workers(image, spec, plan, labels),
+            },
+        },
+    }
+    return body
+
+
+def _env(ray: Mapping[str, Any]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": "RAY_SERVE_ENABLE_EXPERIMENTAL_STREAMING", "value": "1"}]
+    if ray.get("hfTokenSecret"):
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": ray["hfTokenSecret"], "key": "hf_token"}},
+            }
+        )
+    return env
+
+
+def _pod_spec(
+    containers: list[dict[str, Any]], ray: Mapping[str, Any], volumes: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {"containers": containers}
+    if volumes:
+        pod["volumes"] = volumes
+    if ray.get("serviceAccountName"):
+        pod["serviceAccountName"] = ray["serviceAccountName"]
+    return pod
+
+
+def _head(image: str, ray: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    head = ray.get("head", {})
+    res = {"cpu": str(head.get("cpu", "2")), "memory": str(head.get("memory", "8Gi"))}
+    container = {
+        "name": "ray-head",
+        "image": image,
+        "env": _env(ray),
+        "ports": [
+            {"containerPort": 6379, "name": "gcs", "protocol": "TCP"},
+            {"containerPort": DASHBOARD_PORT, "name": "dashboard", "protocol": "TCP"},
+            {"containerPort": 10001, "name": "client", "protocol": "TCP"},
+            {"containerPort": SERVE_PORT, "name": "serve", "protocol": "TCP"},
+            {"containerPort": 8080, "name": "metrics", "protocol": "TCP"},
+        ],
+        "resources": {"limits": dict(res), "requests": dict(res)},
+    }
+    return {
+        "rayStartParams": {"num-gpus": "0", "num-cpus": "0", "dashboard-host": "0.0.0.0"},
+        "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec([container], ray)},
+    }
+
+
+def _cache_volume(spec: Mapping[str, Any]) -> dict[str, Any]:
+    cache = spec.get("modelCache", {})
+    if cache.get("type") == "PersistentVolumeClaim":
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache["claimName"]}}
+    return {"name": CACHE_VOLUME, "emptyDir": {}}
+
+
+def _workers(
+    image: str, spec: Mapping[str, Any], plan: Plan, labels: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    ray = spec.get("ray", {})
+    worker = ray.get("worker", {})
+    mount = spec.get("modelCache", {}).get("mountPath", "/models")
+    base = {"cpu": str(worker.get("cpu", "8")), "memory": str(worker.get("memory", "48Gi"))}
+    gpus = plan.gpus_used
+    groups: list[tuple[str, dict[str, str], dict[str, str]]] = []
+    if not gpus:
+        groups.append(("cpu", dict(base), {"num-gpus": "0"}))
+    for gpu in gpus:
+        params = {"num-gpus": "1"}
+        if len(plan.gpus) > 1:
+            params["resources"] = f'"{{\\"{gpu_resource(gpu.index)}\\": 1}}"'
+        groups.append((f"gpu-{gpu.index}", {**base, "nvidia.com/gpu": "1"}, params))
+    out = []
+    for group, res, params in groups:
+        container = {
+            "name": "ray-worker",
+            "image": image,
+            "env": _env(ray),
+            "resources": {"limits": dict(res), "requests": dict(res)},
+            "volumeMounts": [{"name": CACHE_VOLUME, "mountPath": mount}],
+        }
+        out.append(
+            {
+                "groupName": group,
+                "replicas": 1,
+                "minReplicas": 1,
+                "maxReplicas": 1,
+                "numOfHosts": 1,
+                "rayStartParams": params,
+                "template": {
+                    "metadata": {"labels": dict(labels)},
+                    "spec": _pod_spec([container], ray, [_cache_volume(spec)]),
+                },
+            }
+        )
+    return out
+
+
+def endpoints(name: str, namespace: str, spec: Mapping[str, Any]) -> dict[str, str]:
+    """In-cluster URLs of the Serve routes (KubeRay names the Serve service ``<name>-serve-svc``)."""
+    base = f"http://{name}-serve-svc.{namespace}.svc:{SERVE_PORT}"
+    out = {"serve": base, "dashboard": f"http://{name}-head-svc.{namespace}.svc:{DASHBOARD_PORT}"}
+    for role, route in ROUTES.items():
+        part = spec.get(role)
+        if part and not (role == "llm" and part.get("engine") == "none"):
+            out[role] = base + route
+    return out
+
+
+# --- reading a RayService's status back -----------------------------------------------------------
+
+
+def readiness(rs_status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a RayService's status means for its Pipeline: phase, Ready condition, deployment states.
+
+    KubeRay v1.7 reports ``conditions`` (``Ready``, ``UpgradeInProgress``) and, per Serve
+    application, ``activeServiceStatus.applicationStatuses.<app>.serveDeploymentStatuses``.
+    """
+    rs_status = rs_status or {}
+    deployments: dict[str, dict[str, str]] = {}
+    failing: list[str] = []
+    apps = (rs_status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    for app, app_status in sorted(apps.items()):
+        for dep, dep_status in sorted((app_status.get("serveDeploymentStatuses") or {}).items()):
+            entry = {"status": str(dep_status.get("status", "UNKNOWN"))}
+            if dep_status.get("message"):
+                entry["message"] = str(dep_status["message"])
+            deployments[f"{app}/{dep}"] = entry
+            if entry["status"] in ("UNHEALTHY", "DEPLOY_FAILED"):
+                failing.append(f"{app}/{dep}: {entry.get('message') or entry['status']}")
+        if app_status.get("status") in ("DEPLOY_FAILED", "UNHEALTHY") and not any(
+            f.startswith(f"{app}/") for f in failing
+        ):
+            failing.append(f"{app}: {app_status.get('message') or app_status.get('status')}")
+    ready_cond = next((c for c in rs_status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready_cond is not None:
+        ready = ready_cond.get("status") == "True"
+        reason = str(ready_cond.get("reason") or ("Ready" if ready else "NotReady"))
+        message = str(ready_cond.get("message") or "")
+    else:  # older KubeRay: only serviceStatus
+        ready = rs_status.get("serviceStatus") == "Running"
+        reason = "Running" if ready else "WaitingForRayService"
+        message = ""
+    if failing:
+        phase, message = "Degraded", "; ".join(failing)
+        reason = "DeploymentFailing"
+        ready = False
+    else:
+        phase = "Ready" if ready else "Deploying"
+    if not message:
+        message = "every Serve deployment is healthy" if ready else "the RayService is starting"
+    return {"phase": phase, "ready": ready, "reason": reason, "message": message, "deployments": deployments}

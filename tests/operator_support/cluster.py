@@ -1,0 +1,194 @@
+"""A Kubernetes API for tests: kmock's emulator, filled in where kmock stores objects verbatim.
+
+``FakeCluster`` runs the emulator on 127.0.0.1 (free port) in a thread with its own event loop,
+writes a kubeconfig pointing at it, and offers ``apply`` / ``get`` / ``patch_status`` / ``delete``
+through the real ``kubernetes`` client, the way ``kubectl`` would reach a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, cast
+
+import kmock
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+PLURALS = {
+    "Pipeline": ("bunko.dev", "v1alpha1", "pipelines"),
+    "DocumentCollection": ("bunko.dev", "v1alpha1", "documentcollections"),
+    "RayService": ("ray.io", "v1", "rayservices"),
+}
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """Fills what an API server fills on create (uid, resourceVersion, timestamp, namespace) and
+    bumps resourceVersion on every change."""
+
+    _versions = itertools.count(1)
+
+    async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and isinstance(request.data, dict):
+            if request.action == kmock.action.CREATE:
+                meta = request.data.setdefault("metadata", {})
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault(
+                    "creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                )
+                meta.setdefault("generation", 1)
+                if request.namespace:
+                    meta.setdefault("namespace", request.namespace)
+                meta["resourceVersion"] = str(next(self._versions))
+            elif request.action == kmock.action.UPDATE:
+                meta = request.data.setdefault("metadata", {}) or {}
+                # Optimistic concurrency, as the API server does it: a write that names a
+                # resourceVersion fails with 409 Conflict unless that is still the current one.
+                expected = meta.get("resourceVersion")
+                key = (request.resource, request.namespace, request.name)
+                if expected is not None and key in self.objects:
+                    current = self.objects[key].get("metadata", {}).get("resourceVersion")
+                    if current != expected:
+                        raise kmock.KubernetesError(
+                            status=409, reason="Conflict", message="the object has been modified"
+                        )
+                meta["resourceVersion"] = str(next(self._versions))
+        return await super()._handle(request)
+
+
+class FakeCluster:
+    def __init__(self, tmp: Path) -> None:
+        self.kubeconfig = tmp / "kubeconfig"
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.emulator: Emulator | None = None
+        self.port = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with Emulator() as k, kmock.Server(k) as srv:
+            k.resources.load_bundled()
+            for kind, (group, version, plural) in PLURALS.items():
+                k.resources[f"{group}/{version}/{plural}"] = kmock.ResourceInfo(
+                    kind=kind,
+                    singular=kind.lower(),
+                    namespaced=True,
+                    verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+                    subresources={"status"},
+                )
+            self.emulator, self.port = k, srv.port
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> FakeCluster:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the kmock emulator did not start in 10 s")
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "kmock",
+                    "clusters": [{"name": "kmock", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
+                    "users": [{"name": "kmock", "user": {"token": "test"}}],
+                    "contexts": [
+                        {
+                            "name": "kmock",
+                            "context": {"cluster": "kmock", "user": "kmock", "namespace": "default"},
+                        }
+                    ],
+                }
+            )
+        )
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    # --- kubectl-like access -----------------------------------------------------------------
+
+    def api(self) -> client.CustomObjectsApi:
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
+        return client.CustomObjectsApi(client.ApiClient(cfg))
+
+    def apply(self, body: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+        group, version, plural = PLURALS[body["kind"]]
+        name = body["metadata"]["name"]
+        live = self.get(body["kind"], name, namespace)
+        if live is None:
+            created = self.api().create_namespaced_custom_object(group, version, namespace, plural, body)
+            return cast(dict[str, Any], created)
+        patched = self.api().patch_namespaced_custom_object(
+            group, version, namespace, plural, name, {"spec": body["spec"]}
+        )
+        return cast(dict[str, Any], patched)
+
+    def get(self, kind: str, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        group, version, plural = PLURALS[kind]
+        try:
+            obj = self.api().get_namespaced_custom_object(group, version, namespace, plural, name)
+            return cast(dict[str, Any], obj)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch(self, kind: str, name: str, patch: dict[str, Any], namespace: str = "default") -> None:
+        group, version, plural = PLURALS[kind]
+        self.api().patch_namespaced_custom_object(group, version, namespace, plural, name, patch)
+
+    def patch_status(self, kind: str, name: str, status: dict[str, Any], namespace: str = "default") -> None:
+        group, version, plural = PLURALS[kind]
+        self.api().patch_namespaced_custom_object_status(
+            group, version, namespace, plural, name, {"status": status}
+        )
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
+        group, version, plural = PLURALS[kind]
+        self.api().delete_namespaced_custom_object(group, version, namespace, plural, name)
+
+    def writes(self, kind: str) -> list[tuple[str, str | None]]:
+        """(method, subresource) of every create/patch/update/delete request made on ``kind``."""
+        assert self.emulator is not None
+        _, _, plural = PLURALS[kind]
+        out = []
+        for r in list(self.emulator):
+            if (
+                r.resource is not None
+                and r.resource.plural == plural
+                and r.method.value in ("POST", "PATCH", "PUT", "DELETE")
+            ):
+                out.append((r.method.value, r.subresource))
+        return out
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")

@@ -1,0 +1,154 @@
+"""Every rendered RayService validates against KubeRay v1.7.0's own CRD schema, and its
+serveConfigV2 against Ray Serve's ServeDeploySchema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft4Validator
+from ray.serve.schema import ServeDeploySchema
+
+from bunko.operator.planner import plan_pipeline
+from bunko.operator.rayservice import readiness, render_rayservice, serving_spec
+from bunko.operator.schemas import PIPELINES, validate_spec
+from bunko.operator.status import contains, merge_patch
+
+ROOT = Path(__file__).resolve().parents[2]
+# shared/ sits beside the repository (here and in CI).
+KUBERAY = ROOT.parent / "shared" / "reference" / "kuberay-v1.7.0" / "ray.io_rayservices.yaml"
+PIPELINE_EXAMPLES = sorted((ROOT / "crds" / "examples").glob("pipeline.*.yaml"))
+
+
+@cache
+def kuberay_validator() -> Draft4Validator:
+    crd = yaml.safe_load(KUBERAY.read_text())
+    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
+    return Draft4Validator(schema)
+
+
+def render(spec, name="p", namespace="ns"):
+    full, errors = validate_spec(PIPELINES, spec)
+    assert errors == []
+    plan = plan_pipeline(full)
+    assert plan.feasible, plan.message
+    return full, plan, render_rayservice(name, namespace, full, plan)
+
+
+def kuberay_errors(body):
+    return [f"{list(e.absolute_path)}: {e.message}" for e in kuberay_validator().iter_errors(body)]
+
+
+@pytest.mark.parametrize("path", PIPELINE_EXAMPLES, ids=[p.name for p in PIPELINE_EXAMPLES])
+def test_rendered_rayservice_is_valid_for_kuberay_and_ray_serve(path):
+    doc = yaml.safe_load(path.read_text())
+    _full, plan, body = render(doc["spec"], doc["metadata"]["name"])
+    assert kuberay_errors(body) == []
+    config = yaml.safe_load(body["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(config)
+    cluster = body["spec"]["rayClusterConfig"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
+    gpus_used = len(plan.gpus_used)
+    groups = cluster["workerGroupSpecs"]
+    gpu_limits = [
+        g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu") for g in groups
+    ]
+    assert gpu_limits == (["1"] * gpus_used if gpus_used else [None])
+    for g in groups:
+        assert g["template"]["spec"]["volumes"][0]["name"] == "model-cache"
+    expected = "None" if len(plan.gpus) <= 1 else "NewCluster"
+    assert body["spec"]["upgradeStrategy"] == {"type": expected}
+
+
+def test_kuberay_schema_does_refuse_a_broken_body():
+    """The validator is not vacuous: KubeRay's schema rejects what KubeRay would reject."""
+    doc = yaml.safe_load((ROOT / "crds" / "examples" / "pipeline.rtx4090.yaml").read_text())
+    _, _, body = render(doc["spec"])
+    broken = copy.deepcopy(body)
+    broken["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-gpus"] = 0  # not a string
+    del broken["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["name"]
+    errors = kuberay_errors(broken)
+    assert any("rayStartParams" in e for e in errors) and any(
+        "'name' is a required property" in e for e in errors
+    )
+
+
+def test_seed_rtx4090_plan_reaches_the_engines():
+    doc = yaml.safe_load((ROOT / "crds" / "examples" / "pipeline.rtx4090.yaml").read_text())
+    _full, plan, body = render(doc["spec"])
+    apps = {a["name"]: a for a in yaml.safe_load(body["spec"]["serveConfigV2"])["applications"]}
+    llm = apps["bunko-llm"]["args"]["llm_configs"][0]
+    [llm_placement] = plan.for_role("llm")
+    assert llm["model_loading_config"]["model_source"] == "Qwen/Qwen2.5-14B-Instruct-AWQ"
+    assert llm["engine_kwargs"]["gpu_memory_utilization"] == llm_placement.num_gpus
+    assert llm["engine_kwargs"]["max_model_len"] == 4096 and llm["engine_kwargs"]["max_num_seqs"] == 2
+    assert llm["placement_group_config"]["bundles"][0]["GPU"] == llm_placement.num_gpus
+    ocr = apps["bunko-ocr"]
+    assert ocr["deployments"][0]["ray_actor_options"]["num_gpus"] == plan.for_role("ocr")[0].num_gpus
+    assert ocr["args"]["gpu_memory_fraction"] == plan.for_role("ocr")[0].num_gpus
+    total = sum(p.num_gpus for p in plan.placements)
+    assert total <= 1.0
+    env = body["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "hf_token"}}} in env
+
+
+def test_multigpu_pins_each_deployment_to_its_planned_gpu():
+    doc = yaml.safe_load((ROOT / "crds" / "examples" / "pipeline.multigpu.yaml").read_text())
+    _, plan, body = render(doc["spec"])
+    groups = body["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert [g["groupName"] for g in groups] == ["gpu-0", "gpu-1"]
+    assert json.loads(json.loads(groups[1]["rayStartParams"]["resources"])) == {"bunko_gpu_1": 1}
+    apps = {a["name"]: a for a in yaml.safe_load(body["spec"]["serveConfigV2"])["applications"]}
+    for role in ("ocr", "embedding", "reranker"):
+        gpu = plan.for_role(role)[0].gpu
+        opts = apps[f"bunko-{role}"]["deployments"][0]["ray_actor_options"]
+        assert opts["resources"] == {f"bunko_gpu_{gpu}": 0.001}
+    bundle = apps["bunko-llm"]["args"]["llm_configs"][0]["placement_group_config"]["bundles"][0]
+    assert bundle[f"bunko_gpu_{plan.for_role('llm')[0].gpu}"] == 0.001
+
+
+def test_cpu_pipeline_serves_without_gpus():
+    doc = yaml.safe_load((ROOT / "crds" / "examples" / "pipeline.cpu.yaml").read_text())
+    full, plan, body = render(doc["spec"])
+    spec = serving_spec(full, plan)
+    assert spec.llm is None  # extractive answers
+    assert all(role.num_gpus == 0 and role.effective_device == "cpu" for _, role in spec.roles())
+    assert [g["groupName"] for g in body["spec"]["rayClusterConfig"]["workerGroupSpecs"]] == ["cpu"]
+
+
+def test_readiness_from_kuberay_status():
+    assert readiness(None)["phase"] == "Deploying"
+    ready = readiness({"conditions": [{"type": "Ready", "status": "True", "reason": "RunningServeApps"}]})
+    assert (ready["phase"], ready["ready"]) == ("Ready", True)
+    failing = readiness(
+        {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "activeServiceStatus": {
+                "applicationStatuses": {
+                    "bunko-llm": {
+                        "status": "DEPLOY_FAILED",
+                        "serveDeploymentStatuses": {
+                            "llm": {"status": "UNHEALTHY", "message": "CUDA out of memory"}
+                        },
+                    }
+                }
+            },
+        }
+    )
+    assert (failing["phase"], failing["ready"]) == ("Degraded", False)
+    assert "CUDA out of memory" in failing["message"]
+    assert failing["deployments"] == {
+        "bunko-llm/llm": {"status": "UNHEALTHY", "message": "CUDA out of memory"}
+    }
+
+
+def test_merge_patch_and_contains():
+    live = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2], "default": "x"}
+    desired = {"a": 1, "b": {"c": 5}, "e": [1]}
+    assert merge_patch(live, desired) == {"b": {"c": 5, "d": None}, "e": [1], "default": None}
+    assert contains({"a": 1, "b": {"c": 5, "extra": 0}, "e": [1]}, desired)
+    assert not contains(live, desired)
