@@ -4,9 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench chart-lint images tools services system-deps clean
+.PHONY: setup demo test test-fast lint bench chart-lint images tools services system-deps web e2e clean
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps web
 
 # torch is installed first, pinned to the local CPU wheel, so that nothing later can pull the
 # multi-GB CUDA build; the check after the install fails loudly if that ever happens.
@@ -19,7 +19,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	scripts/system-deps.sh
+	scripts/system-deps.sh chromium
+
+# The web page: plain TypeScript + Vite, built into web/dist and served by the api at /.
+WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/package-lock.json web/vite.config.ts
+web: web/dist/index.html
+web/dist/index.html: $(WEB_SRC)
+	npm --prefix web ci --no-audit --no-fund --loglevel=error
+	npm --prefix web run build
 
 services:
 	scripts/services.sh
@@ -47,7 +54,7 @@ tools:
 	scripts/fetch-k8s-tools.sh
 
 chart-lint: tools
-	$(BIN)/pytest -q tests -k chart
+	scripts/chart-lint.sh
 
 images:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "no Docker engine here: images are built in CI with one"; exit 1; }
