@@ -116,7 +116,7 @@ def test_born_digital_pdf_becomes_chunks_with_its_sentences_and_vectors(rt, coll
 def test_table_stays_in_one_chunk(rt, coll, samples):
     doc_id = _submit(rt, coll, samples["born_digital.pdf"])
     _drain(rt)
-    year, item, amount = S.BORN_DIGITAL_TABLE_FACT
+    _year, _item, amount = S.BORN_DIGITAL_TABLE_FACT
     holding = [c for c in _chunks(rt, doc_id) if amount in c.text]
     assert len(holding) == 1
     table = holding[0]
