@@ -27,14 +27,19 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import func, or_, select
 
 from bunko.errors import PermissionDenied
 from bunko.retrieve.types import Principal
-from bunko.store.db import Role, Visibility
+from bunko.store.db import Document, Role, Visibility
+
+if TYPE_CHECKING:
+    from bunko.runtime import Runtime
 
 
-class Permission(str, enum.Enum):
+class Permission(enum.StrEnum):
     query = "query"
     documents_upload = "documents:upload"
     documents_list = "documents:list"  # list documents (scope narrowed by role, see list_scope)
@@ -184,3 +189,43 @@ def validate_visibility(visibility: str, allowed_roles: Iterable[str]) -> tuple[
     if vis == Visibility.roles.value and not roles:
         raise InvalidInput("visibility 'roles' needs at least one role in allowed_roles")
     return vis, roles
+
+
+def document_list_owner(principal: Principal, requested_owner: str | None) -> tuple[str | None, bool]:
+    """For a document list: (owner filter, hide others' private documents).
+
+    ``all`` (admin): the requested owner filter as given. ``acl`` (power user): as given, and other
+    people's private documents are left out. ``own`` (user): always their own; asking for another
+    owner is refused. ``none`` (viewer): refused.
+    """
+    scope = list_scope(principal)
+    if scope == "none":
+        raise PermissionDenied(f"the role {principal.role!r} may not list documents",
+                               detail={"role": principal.role})
+    if scope == "own":
+        if requested_owner not in (None, "", principal.user_id):
+            raise PermissionDenied("you may only list your own documents")
+        return principal.user_id, False
+    return requested_owner or None, scope == "acl"
+
+
+def list_visible_documents(
+    rt: Runtime, principal: Principal, *, collection_id: str, status: str | None = None,
+    owner_id: str | None = None, limit: int = 50, offset: int = 0,
+) -> tuple[list[Document], int]:
+    """A page of the documents of one collection that ``principal`` may list, newest first, and the
+    total. The visibility rule is part of the SQL, so pages and totals are exact."""
+    owner, hide_private = document_list_owner(principal, owner_id)
+    q = select(Document).where(Document.collection_id == collection_id)
+    if status:
+        q = q.where(Document.status == status)
+    if owner:
+        q = q.where(Document.owner_id == owner)
+    if hide_private:
+        q = q.where(or_(Document.visibility != Visibility.private.value,
+                        Document.owner_id == principal.user_id))
+    with rt.sessions() as s:
+        total = int(s.scalar(select(func.count()).select_from(q.subquery())) or 0)
+        docs = list(s.scalars(q.order_by(Document.created_at.desc(), Document.id)
+                              .limit(limit).offset(offset)))
+    return docs, total

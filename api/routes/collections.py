@@ -1,0 +1,51 @@
+"""Collections: list the ones a user may read, create them (admins: configuration)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from bunko import audit
+from bunko import collections as colls
+from bunko.access import can_read_collection
+from bunko.api.deps import CollectionManager, CollectionReader, RuntimeDep, client_ip
+from bunko.api.schemas import CollectionCreate, CollectionOut
+from bunko.errors import NotFound
+from bunko.store.db import Collection
+
+router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
+
+
+def collection_out(c: Collection, count: int | None = None) -> CollectionOut:
+    return CollectionOut(id=c.id, name=c.name, description=c.description,
+                         embedding_model=c.embedding_model, embedding_dim=c.embedding_dim,
+                         visibility=c.visibility, allowed_roles=list(c.allowed_roles or []),
+                         config=dict(c.config or {}), document_count=count, created_at=c.created_at)
+
+
+def readable_collection(rt: RuntimeDep, user: CollectionReader, name: str) -> Collection:
+    """The collection, or 404 — also when it exists but this user may not see it."""
+    coll = colls.get_collection(rt, name)
+    if not can_read_collection(user.principal, coll):
+        raise NotFound(f"collection {name!r} does not exist")
+    return coll
+
+
+@router.get("", response_model=list[CollectionOut])
+def list_collections(user: CollectionReader, rt: RuntimeDep) -> list[CollectionOut]:
+    return [collection_out(c, n) for c, n in colls.list_collections(rt)
+            if can_read_collection(user.principal, c)]
+
+
+@router.post("", response_model=CollectionOut, status_code=201)
+def create_collection(body: CollectionCreate, admin: CollectionManager, rt: RuntimeDep,
+                      request: Request) -> CollectionOut:
+    coll = colls.create_collection(rt, body.name, description=body.description, config=body.config,
+                                   visibility=body.visibility, allowed_roles=body.allowed_roles)
+    audit.record(rt, "collection_create", actor=admin.id, target=coll.id,
+                 detail={"name": coll.name}, ip=client_ip(request))
+    return collection_out(coll, 0)
+
+
+@router.get("/{collection}", response_model=CollectionOut)
+def get_collection(collection: str, user: CollectionReader, rt: RuntimeDep) -> CollectionOut:
+    return collection_out(readable_collection(rt, user, collection))
