@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	scripts/system-deps.sh chromium
+	scripts/system-deps.sh chromium wrk
 
 # The web page: plain TypeScript + Vite, built into web/dist and served by the api at /.
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/package-lock.json web/vite.config.ts

@@ -15,7 +15,8 @@ fi
 [ -f /usr/share/fonts/opentype/ipafont-mincho/ipam.ttf ] || need+=(fonts-ipafont-mincho)
 for extra in "$@"; do
   case "$extra" in
-    chromium) command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver) ;;
+    chromium) command -v chromium >/dev/null 2>&1 || need+=(chromium) ;;
+    wrk) command -v wrk >/dev/null 2>&1 || need+=(wrk) ;;
   esac
 done
 [ ${#need[@]} -eq 0 ] && exit 0
