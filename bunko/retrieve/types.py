@@ -40,11 +40,16 @@ class Hit:
 
 @dataclass
 class Source:
+    """One page an answer draws on. Several context blocks of one page are one source; ``refs``
+    are their block numbers (the N of ``[文書N]``), cited ones first, so a client can map a
+    citation to its source even when sources are merged and reordered."""
+
     document_id: str
     title: str
     page: int
     snippet: str
     score: float
+    refs: list[int] = field(default_factory=list)
 
 
 @dataclass

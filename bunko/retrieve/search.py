@@ -1,0 +1,118 @@
+"""Hybrid search → rerank: the retrieval half of answering a question (ARCHITECTURE.md §6, 2–3).
+
+One Milvus ``hybrid_search`` call (dense top ``dense_k`` + BM25 top ``sparse_k``, weighted fusion,
+the ACL filter inside both legs), then a cross-encoder keeps the best ``rerank_top_k`` passages
+scoring at least ``rerank_threshold``. Without a reranker the fused order is kept and the result
+says ``reranked=False`` (fusion scores are not probabilities, so no threshold applies to them).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from bunko.models.base import Embedder, Reranker
+from bunko.retrieve.acl import acl_filter
+from bunko.retrieve.query import KEYWORD_SHIFT, PreparedQuery
+from bunko.retrieve.types import Hit, Principal, QueryFilters
+from bunko.store.vectors import DenseIndex, VectorStore
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-collection search parameters; the defaults are ARCHITECTURE.md §6's."""
+
+    dense_k: int = 20
+    sparse_k: int = 20
+    weights: tuple[float, float] = (0.7, 0.3)  # (dense, bm25)
+    rerank_top_k: int = 5
+    rerank_threshold: float = 0.65
+    index_type: Literal["IVF_FLAT", "HNSW", "FLAT"] = "IVF_FLAT"
+    nlist: int = 128
+    nprobe: int = 128
+    hnsw_ef: int = 128
+    keyword_shift: float = KEYWORD_SHIFT
+    fusion: Literal["weighted", "rrf"] = "weighted"
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> SearchParams:
+        """From a ``bunko.collections.CollectionConfig`` (or anything with its attribute names)."""
+        return cls(
+            dense_k=cfg.dense_k,
+            sparse_k=cfg.sparse_k,
+            weights=(cfg.dense_weight, cfg.sparse_weight),
+            rerank_top_k=cfg.rerank_top_k,
+            rerank_threshold=cfg.rerank_threshold,
+            index_type=cfg.index_type,
+            nlist=cfg.nlist,
+            nprobe=cfg.nprobe,
+            hnsw_ef=cfg.hnsw_ef,
+        )
+
+    @property
+    def dense_index(self) -> DenseIndex:
+        return DenseIndex(
+            index_type=self.index_type, nlist=self.nlist, nprobe=self.nprobe, hnsw_ef=self.hnsw_ef
+        )
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]  # best first; rerank scores when reranked, fused scores otherwise
+    reranked: bool
+    candidates: int = 0  # how many the hybrid search returned before reranking
+    weights: tuple[float, float] = (0.7, 0.3)  # the fusion weights actually used
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def rerank(reranker: Reranker, query: str, hits: list[Hit], *, top_k: int, threshold: float) -> list[Hit]:
+    """The ``top_k`` best hits by cross-encoder score, dropping those below ``threshold``."""
+    if not hits:
+        return []
+    scores = reranker.score(query, [h.text for h in hits])
+    ranked = sorted(zip(scores, range(len(hits)), strict=True), key=lambda p: (-p[0], p[1]))
+    return [replace(hits[i], score=float(s)) for s, i in ranked if s >= threshold][:top_k]
+
+
+def search(
+    vectors: VectorStore,
+    embedder: Embedder,
+    reranker: Reranker | None,
+    *,
+    collection_name: str,
+    collection_id: str,
+    prepared: PreparedQuery,
+    principal: Principal,
+    filters: QueryFilters | None = None,
+    params: SearchParams | None = None,
+) -> SearchResult:
+    params = params or SearchParams()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    query_vec = embedder.embed_queries([prepared.text])[0]
+    t1 = time.perf_counter()
+    timings["embed"] = (t1 - t0) * 1000
+    weights = prepared.weights(params.weights, shift=params.keyword_shift)
+    hits = vectors.hybrid_search(
+        collection_name,
+        dense=query_vec,
+        query_tokens=prepared.tokens,
+        filter_expr=acl_filter(principal, collection_id, filters),
+        dense_k=params.dense_k,
+        sparse_k=params.sparse_k,
+        weights=weights,
+        # The whole union of both legs: with weighted fusion a BM25-only match would otherwise
+        # never make the cut (see VectorStore.hybrid_search); the reranker sorts it out.
+        limit=params.dense_k + params.sparse_k,
+        search_params=params.dense_index,
+        fusion=params.fusion,
+    )
+    t2 = time.perf_counter()
+    timings["search"] = (t2 - t1) * 1000
+    candidates = len(hits)
+    if reranker is None:
+        return SearchResult(hits[: params.rerank_top_k], False, candidates, weights, timings)
+    top = rerank(reranker, prepared.text, hits, top_k=params.rerank_top_k, threshold=params.rerank_threshold)
+    timings["rerank"] = (time.perf_counter() - t2) * 1000
+    return SearchResult(top, True, candidates, weights, timings)
