@@ -144,6 +144,14 @@ class DocumentList(BaseModel):
     offset: int
 
 
+class PageBlockOut(BaseModel):
+    text: str
+    bbox: tuple[float, float, float, float] = Field(
+        description="x0, y0, x1, y1 in PDF points (1/72 inch), origin at the page's top left")
+    confidence: float
+    kind: str
+
+
 class PageOut(BaseModel):
     document_id: str
     page: int
@@ -152,6 +160,8 @@ class PageOut(BaseModel):
     markdown: str
     width_pt: float
     height_pt: float
+    blocks: list[PageBlockOut] = Field(default_factory=list,
+                                       description="text-layer or OCR blocks with their boxes")
 
 
 # --- queries ------------------------------------------------------------------------------------
@@ -179,6 +189,9 @@ class SourceOut(BaseModel):
     page: int
     snippet: str
     score: float
+    refs: list[int] = Field(default_factory=list,
+                            description="the context block numbers (the N of [文書N]) behind this source, "
+                                        "cited ones first")
 
 
 class AnswerOut(BaseModel):

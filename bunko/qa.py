@@ -56,7 +56,7 @@ SNIPPET_CHARS = 200
 # See the module docstring: fused scores are not probabilities.
 FUSION_CONFIDENCE_CAP = 0.6
 UNCITED_CONFIDENCE_FACTOR = 0.5
-CACHE_VERSION = "1"  # bump when the cached answer's shape or the pipeline's meaning changes
+CACHE_VERSION = "2"  # bump when the cached answer's shape or the pipeline's meaning changes
 
 
 class TokenEvent(TypedDict):
@@ -205,9 +205,10 @@ def _compose(query_id: str, text: str, mode: str, blocks: list[Hit], *, reranked
         page_key = (hit.document_id, hit.page_no)
         if page_key in by_page:  # two chunks of one page are one source; keep the better score
             by_page[page_key].score = max(by_page[page_key].score, round(hit.score, 4))
+            by_page[page_key].refs.append(n)
             continue
         src = Source(document_id=hit.document_id, title=hit.title or hit.document_id, page=hit.page_no,
-                     snippet=_snippet(hit.text), score=round(hit.score, 4))
+                     snippet=_snippet(hit.text), score=round(hit.score, 4), refs=[n])
         by_page[page_key] = src
         sources.append(src)
     basis = [blocks[n - 1].score for n in cited] or [blocks[0].score]
@@ -225,7 +226,11 @@ def _finish(
     data = answer_to_dict(answer)
     yield SourcesEvent(type="sources", sources=data["sources"])
     _log_query(rt, answer, prepared, coll, principal, data["sources"])
-    # rag_queries_total is counted by the API (bunko.api.routes.query), which owns /metrics.
+    # Counted here, once per answer delivered, whichever edge asked (JSON, SSE, WebSocket, the
+    # OpenAI-compatible route, the CLI). A cache hit is an answered query too: it is counted, with
+    # cached="true", so the rate of questions and the cache's share of them both read off one
+    # metric. Refused questions (invalid, no access) raise before this and are not counted.
+    metrics.rag_queries_total.labels(mode=answer.mode, cached=str(answer.cached).lower()).inc()
     metrics.rag_query_duration_seconds.labels(stage="total").observe(answer.processing_time_ms / 1000)
     yield DoneEvent(type="done", answer=data)
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bunko.collections import CollectionConfig, parse_config, vector_collection_name
 from bunko.errors import Conflict, NotFound, Unavailable
+from bunko.ingest.page_view import page_image_prefix
 from bunko.ingest.submit import page_prefix, reprocess_document, thumbnail_key
 from bunko.store.db import Chunk, Collection, Document, Job, Page
 
@@ -230,6 +231,7 @@ def remove(rt: Runtime, *, name: str, uid: str) -> bool:
     for doc_id in doc_ids:
         rt.objects.delete_prefix(page_prefix(doc_id))
         rt.objects.delete(thumbnail_key(doc_id))
+        rt.objects.delete_prefix(page_image_prefix(doc_id))
     rt.objects.delete_prefix(f"raw-pdfs/{cid}/")
     with rt.sessions.begin() as s:
         for model in (Job, Chunk, Page):

@@ -1,5 +1,6 @@
-"""Documents: upload into a collection, list, look at one, its pages, thumbnail and original,
-delete and reprocess. Who may do what is ``bunko.access``; the work is ``bunko.ingest.submit``.
+"""Documents: upload into a collection, list, look at one, its pages (text, blocks, a rendered
+image), thumbnail and original, delete and reprocess. Who may do what is ``bunko.access``; the
+work is ``bunko.ingest.submit`` and ``bunko.ingest.page_view``.
 
 The router is built per app (:func:`build_router`) because the upload route's body limit comes
 from the settings.
@@ -28,10 +29,10 @@ from bunko.access import (
 )
 from bunko.api.deps import CurrentUser, Lister, RuntimeDep, Uploader, UserDep, client_ip
 from bunko.api.routes.collections import readable_collection
-from bunko.api.schemas import DocumentList, DocumentOut, PageOut, PageSummary
+from bunko.api.schemas import DocumentList, DocumentOut, PageBlockOut, PageOut, PageSummary
 from bunko.api.uploads import clamd_scan, receive_pdf
 from bunko.errors import Conflict, NotFound, PermissionDenied
-from bunko.ingest import submit
+from bunko.ingest import page_view, submit
 from bunko.runtime import Runtime
 from bunko.settings import Settings
 from bunko.store.db import Document, DocumentStatus
@@ -102,11 +103,17 @@ def _attachment(filename: str, disposition: str = "attachment") -> str:
     return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
 
 
-def _object_response(rt: Runtime, key: str, media_type: str, disposition: str) -> Response:
-    """A presigned redirect where the store can sign URLs (S3), the bytes streamed otherwise."""
+def _object_response(rt: Runtime, key: str, media_type: str, disposition: str, *,
+                     redirect: bool) -> Response:
+    """The object's bytes streamed through the api, or (``redirect``, S3 only) a presigned redirect.
+
+    Only downloads redirect: the page fetches images with its access token and shows them as blob
+    URLs, and a fetch that is redirected to the object store's origin is refused by the page's
+    Content-Security-Policy (``connect-src 'self'``) and by CORS. Thumbnails and page images are
+    small, so streaming them costs little."""
     if not rt.objects.exists(key):
         raise NotFound("this file is not available (yet); check the document's status")
-    url = rt.objects.presigned_url(key, expires_s=300)
+    url = rt.objects.presigned_url(key, expires_s=300) if redirect else None
     if url:
         return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     chunks: Iterator[bytes] = rt.objects.iter_chunks(key)
@@ -193,16 +200,28 @@ def build_router(settings: Settings) -> APIRouter:
         if not markdown and found.markdown_key:
             raw = rt.objects.get_or_none(found.markdown_key)
             markdown = raw.decode("utf-8", "replace") if raw else ""
+        blocks = [PageBlockOut(text=b.text, bbox=b.bbox, confidence=b.confidence, kind=b.kind)
+                  for b in page_view.page_blocks(rt, found)]
         return PageOut(document_id=doc.id, page=found.page_no, source=found.source,
                        confidence=found.confidence, markdown=markdown, width_pt=found.width_pt,
-                       height_pt=found.height_pt)
+                       height_pt=found.height_pt, blocks=blocks)
+
+    @router.get("/api/v1/documents/{document_id}/pages/{page}/image",
+                responses={200: {"content": {"image/png": {}}}}, response_class=Response)
+    def get_page_image(document_id: str, page: Annotated[int, Path(ge=1, le=100_000)], user: UserDep,
+                       rt: RuntimeDep) -> Response:
+        doc = readable_document(rt, user, document_id)
+        png = page_view.page_image_png(rt, doc, page)
+        return Response(png, media_type="image/png",
+                        headers={"Content-Disposition": _attachment(f"{doc.id}-{page}.png", "inline"),
+                                 "Cache-Control": "private, max-age=300"})
 
     @router.get("/api/v1/documents/{document_id}/thumbnail",
-                responses={200: {"content": {"image/png": {}}}, 307: {"description": "presigned"}})
+                responses={200: {"content": {"image/png": {}}}})
     def get_thumbnail(document_id: str, user: UserDep, rt: RuntimeDep) -> Response:
         doc = readable_document(rt, user, document_id)
         return _object_response(rt, submit.thumbnail_key(doc.id), "image/png",
-                                _attachment(f"{doc.id}.png", "inline"))
+                                _attachment(f"{doc.id}.png", "inline"), redirect=False)
 
     @router.get("/api/v1/documents/{document_id}/original",
                 responses={200: {"content": {"application/pdf": {}}},
@@ -211,6 +230,7 @@ def build_router(settings: Settings) -> APIRouter:
         doc = readable_document(rt, user, document_id)
         if not doc.raw_key:
             raise NotFound("the original file of this document is not stored")
-        return _object_response(rt, doc.raw_key, "application/pdf", _attachment(doc.filename))
+        return _object_response(rt, doc.raw_key, "application/pdf", _attachment(doc.filename),
+                                redirect=True)
 
     return router

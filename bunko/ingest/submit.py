@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from bunko.collections import _check_roles, _check_visibility, get_collection
 from bunko.errors import DuplicateDocument, InvalidInput, NotFound
 from bunko.ingest import jobs
+from bunko.ingest.page_view import page_image_prefix
 from bunko.ingest.validate import validate_pdf
 from bunko.store.db import Chunk, Document, DocumentStatus, Job, Page, Visibility, new_id
 
@@ -121,6 +122,7 @@ def delete_document(rt: Runtime, document_id: str) -> None:
         rt.vectors.delete_document(vname, document_id)
     rt.objects.delete_prefix(page_prefix(document_id))
     rt.objects.delete(thumbnail_key(document_id))
+    rt.objects.delete_prefix(page_image_prefix(document_id))
     if key:
         rt.objects.delete(key)
     with rt.sessions.begin() as s:

@@ -43,6 +43,25 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return {"good": good, "fake": fake}
 
 
+def expect_page_image_with_boxes(viewer, passage: str) -> None:
+    """The page image has loaded (decoded, not a broken <img>) and at least one highlight box over
+    it holds part of the cited passage."""
+    image = viewer.get_by_test_id("page-image")
+    expect(image).to_be_visible()
+    expect(image).to_have_js_property("complete", True)
+    assert image.evaluate("img => img.naturalWidth") > 100, "the page image did not decode"
+    boxes = viewer.get_by_test_id("highlight-box")
+    expect(boxes.first).to_be_visible()
+    titles = " ".join(b.get_attribute("title") or "" for b in boxes.all())
+    assert any(part in titles for part in (passage, passage[:8], passage[-8:])), titles
+    # Boxes sit inside the picture of the page, not somewhere else on the screen.
+    sheet = viewer.get_by_test_id("page-sheet").bounding_box()
+    first = boxes.first.bounding_box()
+    assert sheet and first
+    assert sheet["x"] - 1 <= first["x"] and first["x"] + first["width"] <= sheet["x"] + sheet["width"] + 1
+    assert sheet["y"] - 1 <= first["y"] and first["y"] + first["height"] <= sheet["y"] + sheet["height"] + 1
+
+
 def test_admin_uploads_asks_and_follows_a_citation(page_factory, bunko_server, files, shot):
     page = page_factory()
     page.goto("/")
@@ -109,18 +128,57 @@ def test_admin_uploads_asks_and_follows_a_citation(page_factory, bunko_server, f
     expect(viewer).to_contain_text("文庫サンプル 年次報告書")
     expect(viewer).to_contain_text(re.compile(r"第\d+頁"))
     expect(viewer.get_by_test_id("viewer-snippet")).to_contain_text("1,234億円")
-    # The cited passage is highlighted: boxes over the page where the api sends blocks, marks in
-    # the page text otherwise.
+    # The cited passage is highlighted: boxes over the rendered page image (the text layer's blocks
+    # have boxes too), and marks in the page text.
+    expect_page_image_with_boxes(viewer, "1,234億円")
     highlighted = viewer.locator("[data-testid=highlight-box], [data-testid=page-mark]")
-    expect(highlighted.first).to_be_visible()
     assert "1,234億円" in " ".join(highlighted.all_text_contents() + [
         b.get_attribute("title") or "" for b in viewer.locator("[data-testid=highlight-box]").all()])
-    expect(page.locator("[data-testid=source-card].active")).to_have_count(1)
+    # The citation opened its own card: the active card is the one that carries [文書N].
+    active = page.locator("[data-testid=source-card].active")
+    expect(active).to_have_count(1)
+    expect(active.locator(".cite-badge")).to_contain_text(cite.inner_text())
     shot(page, "04-source-viewer")
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
 
     assert not page.console_errors, page.console_errors  # CSP violations show up here
+
+
+def test_a_cited_scanned_page_shows_its_image_with_the_ocr_boxes(page_factory, bunko_server, tmp_path, shot):
+    import time
+
+    from bunko.samples import make_scanned
+
+    admin = bunko_server.token(ADMIN_USER, ADMIN_PASSWORD)
+    pdf = make_scanned(tmp_path / "スキャン文書.pdf")
+    with pdf.open("rb") as fh:
+        r = bunko_server.api("POST", "/api/v1/collections/default/documents", admin,
+                             files={"file": (pdf.name, fh, "application/pdf")})
+    assert r.status_code == 201, r.text
+    doc_id = r.json()["id"]
+    deadline = time.monotonic() + INGEST_TIMEOUT_MS / 1000
+    while (doc := bunko_server.api("GET", f"/api/v1/documents/{doc_id}", admin).json())["status"] not in (
+            "completed", "failed"):
+        assert time.monotonic() < deadline, f"the scanned PDF was not ingested in time: {doc}"
+        time.sleep(0.5)
+    assert doc["status"] == "completed", doc
+    assert {p["source"] for p in doc["pages"]} != {"layer"}, "precondition: the pages were OCR'd"
+
+    page = page_factory()
+    login(page, ADMIN_USER, ADMIN_PASSWORD)
+    page.fill("[data-testid=ask-question]", "画像だけの頁の本文はどのように復元しますか？")
+    page.press("[data-testid=ask-question]", "Enter")
+    expect(page.get_by_test_id("ask-status")).to_have_text("回答が完了しました。", timeout=90_000)
+    cite = page.get_by_test_id("answer").get_by_test_id("citation").first
+    expect(cite).to_be_visible()
+    cite.click()
+    viewer = page.get_by_test_id("source-viewer")
+    expect(viewer.get_by_test_id("viewer-snippet")).to_contain_text("光学文字認識")
+    expect_page_image_with_boxes(viewer, "本文を復元します")
+    shot(page, "04b-scanned-page")
+    page.keyboard.press("Escape")
+    assert not page.console_errors, page.console_errors
 
 
 def test_viewer_sees_no_upload_and_the_api_refuses_its_upload(page_factory, bunko_server, files, shot):

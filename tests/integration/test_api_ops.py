@@ -65,6 +65,37 @@ def test_metrics_expose_the_seed_names(api):
     assert "some-id-123" not in api.client.get("/metrics").text
 
 
+def _rag_queries(api) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.labels["mode"], s.labels["cached"]): s.value
+            for family in text_string_to_metric_families(api.client.get("/metrics").text)
+            for s in family.samples if s.name == "rag_queries_total"}
+
+
+def test_rag_queries_total_counts_each_answered_query_once(api):
+    """One per answer delivered, cache hits included (labelled cached="true"), whichever route
+    asked; a refused question is not counted."""
+    headers = api.users["viewer"].headers
+    question = f"メトリクスの試験 {api.settings.data_dir.name}"  # unique per fixture: a cold cache
+    before = _rag_queries(api)
+
+    def delta() -> dict[tuple[str, str], float]:
+        now = _rag_queries(api)
+        return {k: v - before.get(k, 0.0) for k, v in now.items() if v != before.get(k, 0.0)}
+
+    assert api.client.post("/api/v1/query", headers=headers, json={"question": question}).status_code == 200
+    assert delta() == {("not_found", "false"): 1.0}  # no documents in this module: nothing found
+    assert api.client.post("/api/v1/query", headers=headers, json={"question": question}).json()["cached"]
+    assert delta() == {("not_found", "false"): 1.0, ("not_found", "true"): 1.0}
+    with api.client.stream("POST", "/api/v1/query/stream", headers=headers,
+                           json={"question": question, "use_cache": False}) as r:
+        assert r.status_code == 200 and "event: done" in r.read().decode()
+    assert delta() == {("not_found", "false"): 2.0, ("not_found", "true"): 1.0}
+    assert api.client.post("/api/v1/query", headers=headers, json={"question": "あ" * 501}).status_code == 422
+    assert sum(delta().values()) == 3.0
+
+
 def test_request_id_security_headers_and_json_logs(api, capfd):
     r = api.client.get("/health", headers={"X-Request-ID": "trace-abc.123"})
     assert r.headers["x-request-id"] == "trace-abc.123"

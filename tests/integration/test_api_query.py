@@ -131,6 +131,51 @@ def test_websocket_streams_tokens_then_sources_and_rechecks_the_token(api):
         assert ws.receive_json()["type"] == "token"
 
 
+def test_a_cited_page_comes_with_its_blocks_image_and_thumbnail(api):
+    from io import BytesIO
+
+    from PIL import Image
+
+    user = api.users["viewer"]
+    answer = _ask(api, user, "開館時間は何時ですか", use_cache=False)
+    source = next(s for s in answer["sources"] if s["document_id"] == api.public_id)
+    assert source["refs"] and all(isinstance(n, int) and n >= 1 for n in source["refs"])
+    base = f"/api/v1/documents/{api.public_id}"
+
+    page = api.client.get(f"{base}/pages/{source['page']}", headers=user.headers).json()
+    width, height = page["width_pt"], page["height_pt"]
+    assert width > 0 and height > 0 and page["blocks"], page
+    for block in page["blocks"]:
+        x0, y0, x1, y1 = block["bbox"]
+        assert 0 <= x0 < x1 <= width + 1 and 0 <= y0 < y1 <= height + 1, block
+        assert 0 <= block["confidence"] <= 1 and block["kind"]
+    assert any("午前九時" in b["text"] for b in page["blocks"])
+
+    # The page image: rendered on first request, then kept in the object store; never a redirect.
+    image = api.client.get(f"{base}/pages/{source['page']}/image", headers=user.headers,
+                           follow_redirects=False)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    png = Image.open(BytesIO(image.content))
+    assert abs(png.width - width * 100 / 72) <= 2 and abs(png.height - height * 100 / 72) <= 2
+    assert api.rt.objects.get(f"thumbnails/pages/{api.public_id}/{source['page']}.png") == image.content
+    assert api.client.get(f"{base}/pages/{source['page']}/image", headers=user.headers).content == image.content
+    assert api.client.get(f"{base}/pages/99/image", headers=user.headers).status_code == 404
+    # Another user's private document: its pages are as invisible as the document.
+    secret = api.client.get(f"/api/v1/documents/{api.secret_id}/pages/1/image", headers=user.headers)
+    assert secret.status_code == 404
+
+    # Thumbnails stream through the api in every store: a redirect to S3's origin would be refused
+    # by the page's Content-Security-Policy.
+    thumb = api.client.get(f"{base}/thumbnail", headers=user.headers, follow_redirects=False)
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
+    assert Image.open(BytesIO(thumb.content)).size == (200, 300)
+
+    # Timestamps go out with their zone on every database (SQLite stores none).
+    doc = api.client.get(base, headers=user.headers).json()
+    for field in ("created_at", "updated_at", "completed_at"):
+        assert doc[field].endswith(("+00:00", "Z")), (field, doc[field])
+
+
 def test_openai_client_non_streaming_and_streaming(api):
     client = _openai(api, api.users["viewer"])
     models = [m.id for m in client.models.list()]

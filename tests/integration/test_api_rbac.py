@@ -52,7 +52,7 @@ def _fresh_pdf(api, tmp_path):
 # name: (method, path(world, role, tmp_path) -> (url, kwargs), {role: expected status or set})
 ALL = dict.fromkeys(ROLES, 200)
 ADMIN_ONLY = {"admin": 200, "power_user": 403, "user": 403, "viewer": 403}
-OBJECT = {200, 307}  # streamed from a directory store, or a presigned redirect to S3
+OBJECT = {200, 307}  # a download: streamed from a directory store, or a presigned redirect to S3
 
 
 def _upload_case(api, role, tmp_path):
@@ -96,8 +96,14 @@ CASES = {
     "documents.page_private": ("GET", lambda a, r, t: (
         f"/api/v1/documents/{a.world['private']}/pages/1", {}),
         {"admin": 200, "power_user": 200, "user": 404, "viewer": 404}),
+    "documents.page_image": ("GET", lambda a, r, t: (
+        f"/api/v1/documents/{a.world['shared']}/pages/1/image", {}), ALL),
+    "documents.page_image_private": ("GET", lambda a, r, t: (
+        f"/api/v1/documents/{a.world['private']}/pages/1/image", {}),
+        {"admin": 200, "power_user": 200, "user": 404, "viewer": 404}),
+    # Images are streamed in every store (the page's CSP refuses another origin), never redirected.
     "documents.thumbnail": ("GET", lambda a, r, t: (f"/api/v1/documents/{a.world['shared']}/thumbnail", {}),
-                            dict.fromkeys(ROLES, OBJECT)),
+                            ALL),
     "documents.original": ("GET", lambda a, r, t: (f"/api/v1/documents/{a.world['shared']}/original", {}),
                            dict.fromkeys(ROLES, OBJECT)),
     "documents.original_private": ("GET", lambda a, r, t: (
@@ -141,6 +147,7 @@ PROTECTED = [
     ("POST", "/api/v1/collections/default/documents"), ("GET", "/api/v1/collections/default/documents"),
     ("GET", "/api/v1/documents/x"), ("DELETE", "/api/v1/documents/x"),
     ("POST", "/api/v1/documents/x/reprocess"), ("GET", "/api/v1/documents/x/pages/1"),
+    ("GET", "/api/v1/documents/x/pages/1/image"),
     ("GET", "/api/v1/documents/x/thumbnail"), ("GET", "/api/v1/documents/x/original"),
     ("POST", "/api/v1/query"), ("POST", "/api/v1/query/stream"), ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"), ("GET", "/api/v1/audit"),

@@ -144,7 +144,11 @@ def test_delete_removes_object_rows_and_vectors(api, tmp_path):
     assert r.status_code == 201
     doc_id = r.json()["id"]
     assert _footprint(api) != before
+    # A page image rendered for a reader is removed with the document too.
+    assert api.client.get(f"/api/v1/documents/{doc_id}/pages/1/image", headers=user.headers).status_code == 200
+    assert api.rt.objects.list(f"thumbnails/pages/{doc_id}/")
     assert api.client.delete(f"/api/v1/documents/{doc_id}", headers=user.headers).status_code == 204
+    assert not api.rt.objects.list(f"thumbnails/pages/{doc_id}/")
     assert api.client.get(f"/api/v1/documents/{doc_id}", headers=user.headers).status_code == 404
     assert _footprint(api) == before
     audit = api.client.get("/api/v1/audit", headers=api.users["admin"].headers).json()["items"]

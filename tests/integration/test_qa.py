@@ -258,3 +258,52 @@ def test_embedding_cache_computes_each_text_once_per_model_and_side(rt):
     assert (first == rt.embedder.embed_documents(texts)).all()
     cached.embed_queries(texts[:1])  # a query is another side: its own vector
     assert calls[-1] == texts[:1]
+
+
+class CitingChat:
+    """A stand-in LLM that cites, as ``[文書N]``, every context block taken from one page."""
+
+    model_id = "citing"
+
+    def __init__(self, page: int):
+        self.page = page
+        self.headers: list[tuple[int, int]] = []  # (block number, page) as the prompt listed them
+
+    def stream(self, messages, *, max_tokens, stop, temperature=0.0):
+        import re
+
+        prompt = "\n".join(m.content for m in messages)
+        self.headers = [(int(n), int(p)) for n, p in re.findall(r"\[文書(\d+): [^\],]*, 第(\d+)頁\]", prompt)]
+        cited = [n for n, p in self.headers if p == self.page]
+        yield "開館は午前九時、休館日は月曜日です。"
+        yield "".join(f"[文書{n}]" for n in cited)
+
+
+def test_two_cited_blocks_of_one_page_are_one_source_with_both_refs(rt, monkeypatch):
+    coll = create_collection(rt, "refs")
+    chunks = [(4, "図書館の開館時間は午前九時から午後五時までである。"),
+              (4, "図書館の休館日は毎週月曜日と年末年始である。"),
+              (6, "図書館の本は一人十冊まで二週間借りられる。")]
+    vectors = rt.embedder.embed_documents([text for _, text in chunks])
+    rt.vectors.upsert(coll.vector_collection, [
+        VectorRow(chunk_id=f"doc-guide-{i:05d}", document_id="doc-guide", collection_id=coll.id, page_no=page,
+                  chunk_index=i, text=text, tokens=index_tokens(text), dense=vectors[i], title="利用案内",
+                  owner_id="carol")
+        for i, (page, text) in enumerate(chunks)])
+    chat = CitingChat(page=4)
+    monkeypatch.setattr(rt, "chat", chat)
+
+    answer = ask(rt, "図書館の開館時間と休館日", principal=ALICE, collection="refs")
+    assert answer.mode == "generative"
+    on_page_4 = [n for n, p in chat.headers if p == 4]
+    assert len(on_page_4) == 2 and len(chat.headers) == 3, chat.headers  # precondition: both blocks cited
+    # One source for page 4 standing for both blocks, listed first (it is cited); page 6 keeps its own.
+    first = answer.sources[0]
+    assert (first.document_id, first.page) == ("doc-guide", 4)
+    assert first.refs == on_page_4
+    assert [(s.page, s.refs) for s in answer.sources[1:]] == [(6, [n for n, p in chat.headers if p == 6])]
+    # Every block number maps to exactly one source, so every [文書N] in the answer has its card.
+    assert sorted(n for s in answer.sources for n in s.refs) == [1, 2, 3]
+
+    again = ask(rt, "図書館の開館時間と休館日", principal=ALICE, collection="refs")
+    assert again.cached and again.sources == answer.sources  # refs survive the query cache
