@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bunko.api.jsonlog import request_id_var
@@ -78,6 +80,20 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_input", f"invalid request: {summary}", problems)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database is down or unreachable: a 503 the client can retry, not a 500 with a trace.
+    Anything else from the driver (a constraint, a bad statement) is a bug: a plain 500."""
+    lost = isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    if not lost:
+        return await _unexpected(request, exc)
+    log.warning("database unavailable: %s", type(getattr(exc, "orig", exc)).__name__)
+    return error_response(503, "store_unavailable",
+                          "the database is unreachable; retry in a few seconds",
+                          {"request_id": getattr(request.state, "request_id", "")},
+                          headers={"Retry-After": "5"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "")
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
@@ -99,4 +115,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BunkoError, _bunko_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -84,15 +84,21 @@ def run(
     except BunkoError as exc:
         _fail(exc)
     start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus, dashboard=True)
-    deploy_config(serve_config, host=host, port=port)
-    names = ", ".join(a["route_prefix"] for a in serve_config["applications"])
-    typer.echo(f"serving on http://{host}:{port} ({names}); set BUNKO_MODEL_ENDPOINT=http://{host}:{port}")
-    if not detach:
+    # An interrupt during the deploy must tear the apps down too, not leave them running.
+    try:
+        deploy_config(serve_config, host=host, port=port)
+        names = ", ".join(a["route_prefix"] for a in serve_config["applications"])
+        typer.echo(f"serving on http://{host}:{port} ({names}); set BUNKO_MODEL_ENDPOINT=http://{host}:{port}")
+        if detach:
+            return
         from ray.serve._private.utils import wait_for_interrupt  # the loop `serve run` uses
 
-        try:
-            wait_for_interrupt()
-        finally:
-            from ray import serve
+        wait_for_interrupt()
+    except BaseException:
+        from ray import serve
 
-            serve.shutdown()
+        serve.shutdown()
+        raise
+    from ray import serve
+
+    serve.shutdown()

@@ -216,6 +216,30 @@ def release(db_url: str, job_id: int, worker_id: str) -> bool:
     return result.rowcount == 1
 
 
+def defer(db_url: str, job_id: int, worker_id: str, error: str, *, delay_s: float) -> bool:
+    """A dependency is down (a store, the model service): queue the job again after ``delay_s``
+    without counting the attempt. An outage, however long, must not turn good documents into failed
+    ones; they wait, and the reason is visible on the document."""
+    now = utcnow()
+    with session_scope(db_url) as s:
+        result = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == JobStatus.running.value)
+            .values(status=JobStatus.queued.value, lease_owner=None, lease_expires_at=None,
+                    run_after=now + timedelta(seconds=delay_s), last_error=error,
+                    attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0), updated_at=now)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        doc_id = s.scalar(select(Job.document_id).where(Job.id == job_id))
+        doc = s.get(Document, doc_id) if doc_id else None
+        if doc is not None:
+            doc.status = DocumentStatus.pending.value
+            doc.stage = "waiting"
+            doc.error = f"waiting for a dependency: {error}"[:2000]
+        return True
+
+
 def fail(
     db_url: str,
     job_id: int,

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bunko.errors import BunkoError, DuplicateDocument, InvalidDocument, InvalidInput, NotFound
+from bunko.errors import BunkoError, DuplicateDocument, InvalidDocument, InvalidInput, NotFound, Unavailable
 from bunko.ingest import jobs
 from bunko.settings import Settings
 
@@ -213,6 +213,12 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
 def _record_failure(settings: Settings, db_url: str, job: jobs.ClaimedJob, exc: Exception,
                     fields: dict[str, Any]) -> None:
     permanent = is_permanent(exc)
+    if isinstance(exc, Unavailable) and not permanent:
+        delay = min(60.0, max(1.0, settings.job_backoff_s) * 4)
+        if jobs.defer(db_url, job.id, job.worker_id, exc.message, delay_s=delay):
+            _event(logging.WARNING, "job.deferred", code=exc.code, delay_s=delay,
+                   error=repr(exc.message[:300]), **fields)
+        return
     if isinstance(exc, BunkoError):
         message, code = exc.message, exc.code
     else:

@@ -165,3 +165,21 @@ def test_core_5xx_errors_do_not_leak_their_message(api):
     down = api.client.get("/store-down-test")
     assert down.status_code == 503
     assert down.json()["error"]["message"] == "the object store is unreachable; retry later"
+
+
+def test_database_outage_is_a_503_with_retry_after_not_a_500(request, tmp_path_factory):
+    """The e2e run found PostgreSQL restarts surfacing as 500 internal_error: a connection refused
+    by the database must reach the client as a retryable 503 in the one error shape."""
+    from sqlalchemy import create_engine
+
+    dead = free_port()
+    with open_api(request, tmp_path_factory, "embedded") as api:
+        headers = api.add_user("ops-admin", "admin").headers
+        assert api.client.get("/api/v1/collections", headers=headers).status_code == 200
+        api.rt.sessions.configure(bind=create_engine(
+            f"postgresql+psycopg://postgres@127.0.0.1:{dead}/gone", connect_args={"connect_timeout": 2}))
+        r = api.client.get("/api/v1/collections", headers=headers)
+        assert r.status_code == 503
+        assert r.headers["Retry-After"] == "5"
+        assert r.json()["error"]["code"] == "store_unavailable"
+        assert "Traceback" not in r.text and "psycopg" not in r.text

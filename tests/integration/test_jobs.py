@@ -249,7 +249,7 @@ def test_worker_completes_and_classifies_failures(db_url, settings_factory):
         if document_id == bad_pdf:
             raise CorruptPdf("the file is not a readable PDF")
         if document_id == flaky and calls[document_id] < 3:
-            raise StoreUnavailable("S3 down")
+            raise OcrFailed("every OCR engine failed on page 1")
 
     handled = run_worker(settings, process, drain=True)
     assert handled == 5
@@ -259,6 +259,31 @@ def test_worker_completes_and_classifies_failures(db_url, settings_factory):
     doc = _doc(db_url, bad_pdf)
     assert (doc.status, doc.error_code) == ("failed", "corrupt_pdf")
     assert doc.error == "the file is not a readable PDF"
+
+
+def test_an_outage_defers_the_job_without_using_up_its_attempts(db_url, settings_factory):
+    """A store or the model service down for longer than all the retries together must not turn a
+    good document into a failed one: it waits, visibly, and completes when the outage ends."""
+    (doc_id,) = _add_documents(db_url, 1)
+    settings = settings_factory(database_url=db_url, job_backoff_s=0, job_max_attempts=2)
+    outages = 5  # more than job_max_attempts
+
+    def process(document_id, heartbeat):
+        nonlocal outages
+        if outages:
+            outages -= 1
+            raise StoreUnavailable("cannot reach S3 at 127.0.0.1:9")
+
+    for _ in range(5):
+        assert run_worker(settings, process, drain=True) == 1
+        job, doc = _job(db_url, doc_id), _doc(db_url, doc_id)
+        assert (job.status, job.attempts) == ("queued", 0)
+        assert job.run_after > utcnow()  # backed off, not hot-looping against the outage
+        assert (doc.status, doc.stage) == ("pending", "waiting")
+        assert "cannot reach S3" in doc.error
+        _make_ready(db_url, job.id)
+    assert run_worker(settings, process, drain=True) == 1
+    assert _job(db_url, doc_id).status == "done"
 
 
 def test_worker_unknown_error_retries_then_fails_with_message(db_url, settings_factory):
