@@ -1,6 +1,7 @@
 """Extraction, page by page: the text layer when it is good, OCR otherwise.
 
-For each page (in the document's sandbox child, see ``bunko.ingest.pdf``):
+For each page (in the document's sandbox child, see ``bunko.ingest.pdf``; text layers are read
+in batches of ``LAYER_BATCH_PAGES``, each page under its own deadline):
 
 1. read the text layer; if :func:`text_layer_is_good` accepts it, the page is done (source
    ``layer``, confidence 1.0, Markdown with headings, tables and joined wrapped lines);
@@ -19,14 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 from PIL import Image
 
 from bunko.errors import BunkoError, OcrFailed
-from bunko.ingest.pdf import LayerPage, SandboxedPdf
+from bunko.ingest.pdf import LAYER_BATCH_PAGES, LayerPage, SandboxedPdf
 from bunko.ingest.quality import text_layer_is_good
 from bunko.ingest.types import PageText
 from bunko.ingest.validate import sha256_file
@@ -185,6 +186,12 @@ def _layer_page(layer: LayerPage) -> PageText:
     )
 
 
+def _all_layers(pdf: SandboxedPdf, total: int) -> Iterator[LayerPage]:
+    # A whole batch is read before its pages are handled: OCR talks to the same sandbox.
+    for first in range(1, total + 1, LAYER_BATCH_PAGES):
+        yield from pdf.layers(first, min(total, first + LAYER_BATCH_PAGES - 1))
+
+
 def extract_document(
     path: Path,
     *,
@@ -204,8 +211,8 @@ def extract_document(
     pages: list[PageText] = []
     with SandboxedPdf.from_settings(path, settings) as pdf:
         total = pdf.info.page_count
-        for page_no in range(1, total + 1):
-            layer = pdf.layer(page_no)
+        for layer in _all_layers(pdf, total):
+            page_no = layer.page_no
             good, reason = text_layer_is_good(layer.raw_text, layer.width_pt * layer.height_pt)
             if good:
                 pages.append(_layer_page(layer))

@@ -10,12 +10,14 @@ Rasterisation has a pixel cap: a page too large to render at a useful resolution
 
 from __future__ import annotations
 
+import ctypes
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -23,10 +25,17 @@ from PIL import Image
 
 from bunko.errors import CorruptPdf, EmptyPdf, EncryptedPdf, UnsafeDocument
 from bunko.ingest.sandbox import Sandbox
-from bunko.models.base import OcrBlock
 from bunko.text.normalize import normalize_text
 
+if TYPE_CHECKING:
+    # Not imported at run time: the sandbox child imports this module, and bunko.models.base brings
+    # numpy, a tenth of a second of the child's start-up for nothing (the child sends plain tuples).
+    from bunko.models.base import OcrBlock
+
 THUMBNAIL_SIZE = (200, 300)
+# Pages whose text layers one request to the sandbox reads (each page still has its own deadline):
+# the round trip and the caller's wake-up are paid once per batch, not once per page.
+LAYER_BATCH_PAGES = 32
 # Below this the OCR engines read nothing useful; a page that would need less to fit the pixel
 # cap is absurd (hundreds of metres wide) rather than merely big.
 MIN_RENDER_DPI = 100
@@ -110,7 +119,14 @@ def child_open(path: str) -> DocInfo:
     return DocInfo(page_count=len(doc), title=normalize_text(title), security_revision=revision)
 
 
-def child_layer(page_no: int) -> LayerPage:
+# A page's text layer as it crosses the socket, in plain tuples: the child never builds OcrBlock
+# (see the imports), and the caller turns them into a LayerPage.
+# (page_no, width_pt, height_pt, raw_text, markdown, [(kind, text, x0, y0, x1, y1)])
+_WireBlock = tuple[str, str, float, float, float, float]
+_WireLayer = tuple[int, float, float, str, str, list[_WireBlock]]
+
+
+def child_layer(page_no: int) -> _WireLayer:
     page = _page(page_no)
     try:
         width, height = page.get_size()
@@ -123,7 +139,13 @@ def child_layer(page_no: int) -> LayerPage:
         page.close()
     raw = "\n".join(item.text for item in items)
     markdown, blocks = _layout(items, height)
-    return LayerPage(page_no, float(width), float(height), raw, markdown, blocks)
+    return page_no, float(width), float(height), raw, markdown, blocks
+
+
+def child_layers(first: int, last: int) -> Iterator[_WireLayer]:
+    """Pages ``first..last`` one after the other, for :meth:`Sandbox.stream` (a deadline each)."""
+    for page_no in range(first, last + 1):
+        yield child_layer(page_no)
 
 
 def child_render(page_no: int, dpi: int, max_pixels: int) -> RenderedPage:
@@ -211,18 +233,98 @@ class _Item:
     size: float
 
 
+class _TextPageReader:
+    """Raw pdfium text calls on one page, through ctypes cells and a text buffer reused for the
+    whole page: pypdfium2's helpers allocate on every call, which costs more than pdfium's work."""
+
+    def __init__(self, textpage: pdfium.PdfTextPage) -> None:
+        self.tp = textpage.raw
+        self.n_chars = int(pdfium_c.FPDFText_CountChars(self.tp))
+        self._left, self._bottom, self._right, self._top = (ctypes.c_double() for _ in range(4))
+        self._refs = [ctypes.byref(v) for v in (self._left, self._bottom, self._right, self._top)]
+        # Room for every character as a surrogate pair plus the line breaks pdfium puts between lines.
+        self._buffer_len = 3 * max(self.n_chars, 0) + 16
+        self._buffer = (ctypes.c_ushort * self._buffer_len)()
+
+    def rects(self) -> list[tuple[float, float, float, float]]:
+        """pdfium's text rectangles (left, bottom, right, top): one per run of consecutive
+        characters of one text object, in character order."""
+        if self.n_chars <= 0:
+            return []
+        p_left, p_bottom, p_right, p_top = self._refs
+        out = []
+        for i in range(pdfium_c.FPDFText_CountRects(self.tp, 0, -1)):
+            pdfium_c.FPDFText_GetRect(self.tp, i, p_left, p_top, p_right, p_bottom)
+            out.append((self._left.value, self._bottom.value, self._right.value, self._top.value))
+        return out
+
+    def bounded_text(self, left: float, bottom: float, right: float, top: float) -> str:
+        """The text inside a rectangle, in one call (pdfium writes UTF-16 with a final NUL)."""
+        tp, buffer, size = self.tp, self._buffer, self._buffer_len
+        n = pdfium_c.FPDFText_GetBoundedText(tp, left, top, right, bottom, buffer, size)
+        if n >= size:  # did not fit: ask for the length, then read it whole
+            size = 2 * pdfium_c.FPDFText_GetBoundedText(tp, left, top, right, bottom, None, 0) + 1
+            buffer = (ctypes.c_ushort * size)()
+            n = pdfium_c.FPDFText_GetBoundedText(tp, left, top, right, bottom, buffer, size)
+        if n <= 0:
+            return ""
+        text = ctypes.string_at(buffer, 2 * n).decode("utf-16-le", errors="ignore")
+        return text[:-1] if text.endswith("\0") else text
+
+    def char_centre(self, index: int) -> tuple[float, float] | None:
+        """Centre of a character's box, or None for a character without one (generated, empty)."""
+        p_left, p_bottom, p_right, p_top = self._refs
+        if not pdfium_c.FPDFText_GetCharBox(self.tp, index, p_left, p_right, p_bottom, p_top):
+            return None
+        left, right = self._left.value, self._right.value
+        if right <= left:
+            return None
+        return (left + right) / 2, (self._bottom.value + self._top.value) / 2
+
+    def char_at(self, left: float, bottom: float, right: float, top: float) -> int:
+        """The character under a rectangle's centre (a search of the whole page), or -1."""
+        return int(
+            pdfium_c.FPDFText_GetCharIndexAtPos(
+                self.tp, (left + right) / 2, (bottom + top) / 2,
+                max((right - left) / 2, 1.0), max((top - bottom) / 2, 1.0),
+            )
+        )
+
+    def font_size(self, index: int) -> float:
+        return float(pdfium_c.FPDFText_GetFontSize(self.tp, index))
+
+
+# Characters looked at from the cursor before asking pdfium to search the page: generated spaces
+# and line breaks sit between runs, one or two at a time.
+_RUN_LOOKAHEAD = 4
+
+
 def _text_items(textpage: pdfium.PdfTextPage) -> list[_Item]:
+    """The page's text rectangles with their text and font size.
+
+    The font size is read from one character of the rectangle's run. Runs come in character order,
+    so a run normally starts where the previous one ended (the cursor): a character there whose box
+    centre lies in the rectangle is found in O(1); otherwise pdfium searches the page for the
+    character under the rectangle's centre.
+    """
+    page = _TextPageReader(textpage)
+    cursor = 0
     items = []
-    for i in range(textpage.count_rects()):
-        left, bottom, right, top = textpage.get_rect(i)
-        text = textpage.get_text_bounded(left, bottom, right, top)
+    for left, bottom, right, top in page.rects():
+        text = page.bounded_text(left, bottom, right, top)
+        first = -1
+        for i in range(cursor, min(cursor + _RUN_LOOKAHEAD, page.n_chars)):
+            centre = page.char_centre(i)
+            if centre is not None and left <= centre[0] <= right and bottom <= centre[1] <= top:
+                first = i
+                break
+        else:
+            first = page.char_at(left, bottom, right, top)
+        if first >= 0:
+            cursor = first + len(text)
         if not text.strip():
             continue
-        cx, cy = (left + right) / 2, (bottom + top) / 2
-        idx = pdfium_c.FPDFText_GetCharIndexAtPos(
-            textpage, cx, cy, max((right - left) / 2, 1.0), max((top - bottom) / 2, 1.0)
-        )
-        size = float(pdfium_c.FPDFText_GetFontSize(textpage, idx)) if idx >= 0 else 0.0
+        size = page.font_size(first) if first >= 0 else 0.0
         items.append(_Item(text, left, bottom, right, top, size or (top - bottom)))
     return items
 
@@ -305,7 +407,7 @@ def _cell(text: str) -> str:
     return normalize_text(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _layout(items: list[_Item], page_height: float) -> tuple[str, list[OcrBlock]]:
+def _layout(items: list[_Item], page_height: float) -> tuple[str, list[_WireBlock]]:
     """Markdown for a page: ``#`` headings by font size, tables from aligned columns, wrapped lines
     of one paragraph joined (so a sentence is never cut by a line break)."""
     lines = _group_lines(items)
@@ -349,14 +451,10 @@ def _layout(items: list[_Item], page_height: float) -> tuple[str, list[OcrBlock]
         i += 1
 
     blocks = [
-        OcrBlock(
-            text=md,
-            bbox=(
-                min(ln.left for ln in group), page_height - max(ln.top for ln in group),
-                max(ln.right for ln in group), page_height - min(ln.bottom for ln in group),
-            ),
-            confidence=1.0,
-            kind=kind,
+        (
+            kind, md,
+            min(ln.left for ln in group), page_height - max(ln.top for ln in group),
+            max(ln.right for ln in group), page_height - min(ln.bottom for ln in group),
         )
         for kind, md, group in parts
     ]
@@ -414,8 +512,15 @@ class SandboxedPdf:
             self._opened_pid = pid
 
     def layer(self, page_no: int) -> LayerPage:
+        return self.layers(page_no, page_no)[0]
+
+    def layers(self, first: int, last: int) -> list[LayerPage]:
+        """The text layers of pages ``first..last`` in one request; each page has its own deadline."""
         self._ensure_open()
-        return self._box.call(child_layer, page_no, what=f"reading the text of page {page_no}")
+        wire = self._box.stream(
+            child_layers, first, last, what=lambda i: f"reading the text of page {first + i}"
+        )
+        return [_layer_page(data) for data in wire]
 
     def render(self, page_no: int, dpi: int) -> RenderedPage:
         self._ensure_open()
@@ -426,6 +531,16 @@ class SandboxedPdf:
     def thumbnail(self) -> bytes:
         self._ensure_open()
         return self._box.call(child_thumbnail, THUMBNAIL_SIZE, what="rendering the thumbnail")
+
+
+def _layer_page(data: _WireLayer) -> LayerPage:
+    from bunko.models.base import OcrBlock  # here, not at the top: see the note at the imports
+
+    page_no, width, height, raw, markdown, blocks = data
+    return LayerPage(
+        page_no, width, height, raw, markdown,
+        [OcrBlock(text, (x0, y0, x1, y1), 1.0, kind) for kind, text, x0, y0, x1, y1 in blocks],
+    )
 
 
 def render_thumbnail(path: Path, settings: Any) -> bytes:

@@ -32,14 +32,19 @@ def text_layer_is_good(text: str, page_area: float) -> tuple[bool, str]:
 
     ``page_area`` is in square points (width × height of the page).
     """
-    cid_chars = sum(len(m.group(0)) for m in _CID_TOKEN.finditer(text))
-    visible = [ch for ch in text if not ch.isspace()]
+    cid_chars = sum(len(m.group(0)) for m in _CID_TOKEN.finditer(text)) if "(cid:" in text else 0
+    # str.split() cuts on exactly the characters str.isspace() accepts.
+    visible = "".join(text.split())
     n = len(visible)
     scale = max(page_area, 1.0) / A4_AREA_PT2
     min_chars = max(5, round(MIN_CHARS_PER_A4 * min(scale, 4.0)))
     if n < min_chars:
         return False, f"near-empty text layer: {n} characters (fewer than {min_chars} for this page size)"
-    junk = sum(1 for ch in visible if _is_junk(ch)) + cid_chars
+    # isprintable() is False for every Cc/Cs/Co/Cn character (and for Cf, Z*): a printable layer,
+    # the usual case, has no junk and skips the per-character scan.
+    junk = cid_chars
+    if "\ufffd" in visible or not visible.isprintable():
+        junk += sum(1 for ch in visible if _is_junk(ch))
     ratio = junk / n
     if ratio > MAX_JUNK_RATIO:
         return False, (

@@ -8,22 +8,26 @@ the *document* fails with :class:`UnsafeDocument` or :class:`ExtractionTimeout`;
 worker, the API) lives on.
 
 One child serves one document for all its pages (per-call timeouts), so a page costs a socket
-round trip (~0.1 ms), not a process start. The child is a fresh interpreter
-(``python -m bunko.ingest.sandbox``), not a multiprocessing child: it never forks a parent that
-holds threads (ONNX Runtime, Ray, uvicorn), and it never re-imports the caller's ``__main__`` (which
-spawn/forkserver children do, breaking any script without a main guard).
+round trip (~0.1 ms), not a process start. :meth:`Sandbox.stream` runs a generator in the child and
+sends each item as soon as it is made, each under its own deadline: a batch of pages costs one
+request, yet every page keeps its per-page timeout and the child never holds a batch in memory.
+The child is a fresh interpreter (``python -m bunko.ingest.sandbox``), not a multiprocessing
+child: it never forks a parent that holds threads (ONNX Runtime, Ray, uvicorn), and it never
+re-imports the caller's ``__main__`` (which spawn/forkserver children do, breaking any script
+without a main guard).
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing.connection
+import os
 import resource
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import IO, Any, TypeVar
 
@@ -68,9 +72,14 @@ def _child_main(conn: multiprocessing.connection.Connection, memory_mb: int) -> 
             continue
         if msg is None:
             return
-        fn, args = msg
+        fn, args, streamed = msg
         try:
-            result = fn(*args)
+            if streamed:
+                for item in fn(*args):
+                    conn.send(("item", item))
+                result = None
+            else:
+                result = fn(*args)
         except MemoryError:
             with contextlib.suppress(BaseException):
                 conn.send(("memory", None))
@@ -151,9 +160,61 @@ class Sandbox:
 
     def call(self, fn: Callable[..., T], *args: Any, what: str, timeout_s: float | None = None) -> T:
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        conn = self._start()
+        self._send(fn, args, streamed=False)
+        status, payload = self._receive(what, timeout)
+        if status == "error":
+            raise payload
+        if status != "ok":
+            self._kill()  # a stray "item" means the child and this side disagree: start afresh
+            raise SandboxFailed(f"the PDF sandbox answered {status!r} to a plain call while {what}")
+        return payload  # type: ignore[no-any-return]
+
+    def stream(
+        self,
+        fn: Callable[..., Iterator[T]],
+        *args: Any,
+        what: Callable[[int], str],
+        timeout_s: float | None = None,
+    ) -> Iterator[T]:
+        """Run the generator ``fn(*args)`` in the child, yielding its items as they arrive.
+
+        Each item has its own deadline (``timeout_s``, else the sandbox's): a stream of pages keeps
+        the per-page timeout. ``what(i)`` names item ``i`` (0-based) for error messages. A stream
+        left before its end kills the child (its unread items would answer the next call); the next
+        call starts a fresh one.
+        """
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        self._send(fn, args, streamed=True)
+        finished = False
+        index = 0
         try:
-            conn.send((fn, args))
+            while True:
+                status, payload = self._receive(what(index), timeout)
+                if status != "item":
+                    finished = True  # the child is done with this request, and waits for the next
+                    if status == "error":
+                        raise payload
+                    return
+                yield payload
+                index += 1
+        finally:
+            if not finished:
+                self._kill()
+
+    def _send(self, fn: Callable[..., Any], args: tuple[Any, ...], *, streamed: bool) -> None:
+        conn = self._start()
+        # A child that died before reading this is found (and reported) by _receive.
+        with contextlib.suppress(BrokenPipeError, EOFError, OSError):
+            conn.send((fn, args, streamed))
+
+    def _receive(self, what: str, timeout: float) -> tuple[str, Any]:
+        """The child's next answer: ``("ok", result)``, ``("item", item)`` or ``("error", exception)``.
+
+        A timeout, a death or an exhausted memory cap kill the child and raise here."""
+        conn = self._conn
+        if conn is None:  # the send found no child at all
+            raise SandboxFailed(f"the PDF sandbox process is gone while {what}")
+        try:
             ready = conn.poll(timeout)
         except (BrokenPipeError, EOFError, OSError):
             ready = True  # the child died; recv below says so
@@ -180,12 +241,10 @@ class Sandbox:
                     f"the PDF sandbox process exited with code {code} while {what}: {err[-500:]}"
                 ) from None
             raise UnsafeDocument(self._memory_message(what, f"the parser died (exit code {code})")) from None
-        if status == "ok":
-            return payload  # type: ignore[no-any-return]
         if status == "memory":
             self._kill()
             raise UnsafeDocument(self._memory_message(what, "it ran out of memory"))
-        raise payload
+        return status, payload
 
     def _memory_message(self, what: str, how: str) -> str:
         return (
@@ -241,3 +300,7 @@ if __name__ == "__main__":
     import bunko.ingest.pdf  # noqa: F401  (loaded before the memory cap applies)
 
     _child_main(multiprocessing.connection.Connection(int(sys.argv[1])), int(sys.argv[2]))
+    # Nothing here needs an orderly interpreter shutdown (which, closing pdfium and tearing down
+    # modules, takes longer than many pages): the caller waits for this exit.
+    sys.stderr.flush()
+    os._exit(0)

@@ -12,6 +12,10 @@ from bunko.ingest.extract import extract_document
 from bunko.ingest.pdf import SandboxedPdf
 from bunko.ingest.sandbox import Sandbox
 from bunko.settings import Settings
+from tests.helpers.sandbox_calls import allocate as _allocate
+from tests.helpers.sandbox_calls import allocates_after, fails_after, page_item, slow_items, stalls_after
+from tests.helpers.sandbox_calls import pid as _pid
+from tests.helpers.sandbox_calls import sleep as _sleep
 
 SANDBOX_MB = 512
 
@@ -88,21 +92,7 @@ def test_cyclic_page_tree_fails_as_corrupt_not_a_hang(bad, settings):
 # --- the sandbox itself ------------------------------------------------------------------------
 
 
-def _sleep(seconds):
-    time.sleep(seconds)
-    return "woke"
-
-
-def _allocate(mb):
-    return len(bytearray(mb * 1024 * 1024))
-
-
-def _pid():
-    return os.getpid()
-
-
 def test_a_call_past_its_deadline_is_killed_and_reported():
-    # The deadline covers the call, and a fresh child importing this test module: keep it roomy.
     with Sandbox(memory_mb=SANDBOX_MB, timeout_s=3) as box:
         child = box.call(_pid, what="pid")
         started = time.monotonic()
@@ -136,3 +126,75 @@ def test_a_child_killed_between_pages_is_replaced_and_reopens_the_document(sampl
         os.kill(pdf._box.pid, signal.SIGKILL)
         time.sleep(0.2)
         assert pdf.layer(1).markdown == first.markdown
+
+
+# --- streamed calls (a batch of pages per request) ---------------------------------------------
+
+
+def test_a_stream_has_a_deadline_per_item_not_per_batch():
+    with Sandbox(memory_mb=SANDBOX_MB, timeout_s=2) as box:
+        box.call(_pid, what="warm-up")  # the child's start and imports are not part of the measure
+        started = time.monotonic()
+        # 3 × 0.8 s: longer than one deadline in all, each item well within its own.
+        assert list(box.stream(slow_items, 3, 0.8, what=page_item)) == [0, 1, 2]
+        assert time.monotonic() - started > 2
+
+
+def test_a_stalled_item_is_killed_named_and_the_items_before_it_arrive():
+    with Sandbox(memory_mb=SANDBOX_MB, timeout_s=2) as box:
+        child = box.call(_pid, what="pid")
+        received = []
+        started = time.monotonic()
+        with pytest.raises(ExtractionTimeout) as info:
+            for item in box.stream(stalls_after, 2, what=page_item):
+                received.append(item)
+        assert time.monotonic() - started < 10
+        assert received == [0, 1]
+        assert "reading the text of page 3 took longer than 2 s" in info.value.message
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+        assert box.call(_sleep, 0, what="again") == "woke"  # a fresh child serves the next call
+
+
+def test_an_item_past_the_memory_cap_is_unsafe_and_the_parent_stays_small():
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with Sandbox(memory_mb=SANDBOX_MB, timeout_s=30) as box:
+        with pytest.raises(UnsafeDocument) as info:
+            list(box.stream(allocates_after, 2, 2 * SANDBOX_MB, what=page_item))
+        assert "reading the text of page 3 failed" in info.value.message
+        assert f"more than {SANDBOX_MB} MB" in info.value.message
+        assert list(box.stream(slow_items, 2, 0, what=page_item)) == [0, 1]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 64 * 1024
+
+
+def test_a_stream_left_early_does_not_answer_the_next_call():
+    with Sandbox(memory_mb=SANDBOX_MB, timeout_s=30) as box:
+        child = box.call(_pid, what="pid")
+        items = box.stream(slow_items, 50, 0.01, what=page_item)
+        assert next(items) == 0
+        items.close()  # 49 items unread: the child is replaced rather than left out of step
+        assert box.call(_pid, what="pid") != child
+        assert box.call(_sleep, 0, what="after") == "woke"
+
+
+def test_batched_layers_equal_page_by_page_layers(samples, settings):
+    with SandboxedPdf.from_settings(samples["born_digital.pdf"], settings) as pdf:
+        n = pdf.info.page_count
+        one_by_one = [pdf.layer(i) for i in range(1, n + 1)]
+        batched = pdf.layers(1, n)
+    assert [p.page_no for p in batched] == list(range(1, n + 1))
+    assert batched == one_by_one
+    assert all(p.blocks and p.markdown for p in batched)
+
+
+def test_an_error_inside_a_stream_is_raised_and_the_child_stays_in_step():
+    with Sandbox(memory_mb=SANDBOX_MB, timeout_s=30) as box:
+        child = box.call(_pid, what="pid")
+        received = []
+        with pytest.raises(CorruptPdf) as info:
+            for item in box.stream(fails_after, 2, what=page_item):
+                received.append(item)
+        assert received == [0, 1] and "page 3" in info.value.message
+        # The child finished that request by reporting the error: it is kept, and answers in step.
+        assert box.call(_pid, what="pid") == child
+        assert list(box.stream(slow_items, 2, 0, what=page_item)) == [0, 1]
