@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench chart-lint images tools services system-deps web e2e clean
+.PHONY: setup demo test test-fast lint bench chart-lint images tools services system-deps web e2e test-ocr-engines clean
 
 setup: $(STAMP) system-deps web
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,serving]"
+	$(BIN)/pip install -q -e ".[dev,serving,bench]"
 	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if '+cpu' in v or not torch.cuda.is_available() and 'cu' not in v else 'unexpected torch build ' + v)"
 	touch $(STAMP)
 
@@ -35,7 +35,7 @@ demo: setup
 	$(BIN)/bunko demo
 
 test: setup services tools
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -m "not optional_engines"
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not ray" tests/unit
@@ -59,6 +59,15 @@ chart-lint: tools
 images:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "no Docker engine here: images are built in CI with one"; exit 1; }
 	for p in api worker operator serving; do docker build -f images/$$p.Dockerfile -t bunko-$$p:dev . ; done
+
+# The whole system as separate processes with faults injected (~10 min on 2 cores): see tests/e2e/scenario.py.
+e2e: setup tools
+	scripts/e2e.sh
+
+# YomiToku and PaddleOCR run real inference in their own venvs (they pin other torch/pypdfium2 builds).
+test-ocr-engines: setup
+	scripts/optional-engines.sh all
+	$(BIN)/pytest -q -m optional_engines tests/integration/test_ocr_engines_optional.py
 
 clean:
 	rm -rf $(VENV) .bunko .mypy_cache .ruff_cache

@@ -96,6 +96,20 @@ class YomiTokuEngine:
         return _result(self.name, lines, horizontal_markdown(lines))
 
 
+def _paddle_model_name(model_dir: Path) -> str:
+    """The model name a PaddleX inference model declares (``Global.model_name`` in inference.yml)."""
+    import yaml
+
+    meta = model_dir / "inference.yml"
+    try:
+        name = yaml.safe_load(meta.read_text(encoding="utf-8"))["Global"]["model_name"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise ModelUnavailable(
+            f"PaddleOCR model {model_dir} has no readable Global.model_name in {meta.name}: {exc}"
+        ) from exc
+    return str(name)
+
+
 class PaddleOcrEngine:
     name = "paddleocr"
 
@@ -118,10 +132,13 @@ class PaddleOcrEngine:
             kwargs["enable_mkldnn"] = False
         if source:
             root = Path(source)
-            for key, sub in (("text_detection_model_dir", "det"), ("text_recognition_model_dir", "rec")):
+            for role, sub in (("text_detection", "det"), ("text_recognition", "rec")):
                 if not (root / sub).is_dir():
                     raise ModelUnavailable(f"PaddleOCR model missing: {root / sub} is not a directory")
-                kwargs[key] = str(root / sub)
+                kwargs[f"{role}_model_dir"] = str(root / sub)
+                # PaddleOCR checks a local model against its default model name (PP-OCRv6 server in
+                # 3.7) and refuses a mismatch, so name the model the directory actually holds.
+                kwargs[f"{role}_model_name"] = _paddle_model_name(root / sub)
         self._ocr = PaddleOCR(**kwargs)
         self._lock = threading.Lock()
 

@@ -1,12 +1,12 @@
 """All four Bunko Serve applications on one real local Ray cluster, driven over HTTP.
 
-One cluster for the module: ``ray.init`` (2 CPUs, no dashboard, loopback only) + ``serve.start``
-on a free port, then every application of the config ``build_serve_config`` writes is built from
-its ``import_path`` and ``args`` and deployed (``serve.run_many``) under its ``route_prefix``. The
-models are the tiny test-made ones (Llama embedder with last-token pooling, Llama reranker, Qwen2
-LLM) and rapidocr. The core's own HTTP clients (``bunko.models.http``, the generate helper's
-OpenAI client) are what talk to it, and their answers are compared with the same models run
-in-process.
+One cluster, shared with ``test_serve_pipeline.py`` (``tests/integration/ray_fixtures.py``):
+``ray.init`` (2 CPUs, no dashboard, loopback only) + ``serve.start`` on a free port, then every
+application of the config ``build_serve_config`` writes is built from its ``import_path`` and
+``args`` and deployed (``serve.run_many``) under its ``route_prefix``. The models are the tiny
+test-made ones (Llama embedder with last-token pooling, Llama reranker, Qwen2 LLM) and rapidocr.
+The core's own HTTP clients (``bunko.models.http``, the generate helper's OpenAI client) are what
+talk to it, and their answers are compared with the same models run in-process.
 """
 
 from __future__ import annotations
@@ -19,51 +19,24 @@ from PIL import Image, ImageDraw, ImageFont
 from bunko.errors import InvalidInput
 from bunko.models.base import ChatMessage
 from bunko.models.http import HttpEmbedder, HttpOcrEngine, HttpReranker
-from bunko.serving.config import build_serve_config
-from bunko.serving.local import deploy_config, start_local_ray
-from bunko.serving.spec import EmbeddingSpec, LlmSpec, OcrSpec, RerankerSpec, ServingSpec
-from bunko.testing.servers import free_port
-from bunko.testing.tiny_models import make_tiny_embedder, make_tiny_llm, make_tiny_reranker
+from tests.integration import ray_fixtures
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+serve_cluster = ray_fixtures.serve_cluster  # the cluster shared with the other Serve test module
 
 FONT = "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf"
 LINES = ["文庫は日本語の文書を読みます。", "決算報告書の第十二頁を参照。"]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve-models")
-    return {
-        "embedder": make_tiny_embedder(root / "embedder"),
-        "reranker": make_tiny_reranker(root / "reranker"),
-        "llm": make_tiny_llm(root / "llm"),
-    }
+def models(serve_cluster):
+    return serve_cluster.models
 
 
 @pytest.fixture(scope="module")
-def serve_url(models):
-    import ray
-    from ray import serve
-
-    spec = ServingSpec(
-        ocr=OcrSpec(model="rapidocr", num_cpus=0.25),
-        embedding=EmbeddingSpec(model=str(models["embedder"]), num_cpus=0.25, max_batch_size=16),
-        reranker=RerankerSpec(model=str(models["reranker"]), num_cpus=0.25),
-        llm=LlmSpec(
-            model=str(models["llm"]), engine="transformers", served_model_name="tiny-qwen2", num_cpus=0.25
-        ),
-        env_vars={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"},
-    )
-    config = build_serve_config(spec)
-    port = free_port()
-    start_local_ray(num_cpus=2, num_gpus=0, env_vars=spec.env_vars, attach=False)
-    try:
-        deploy_config(config, port=port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+def serve_url(serve_cluster):
+    return serve_cluster.url
 
 
 @pytest.mark.parametrize(
