@@ -170,13 +170,18 @@ def test_duplicate_upload_is_detected_per_collection(rt, coll, samples):
     ],
 )
 def test_invalid_files_are_refused_and_leave_nothing_behind(rt, coll, bad, name, error, words):
+    from bunko.collections import get_collection
+
+    coll_id = get_collection(rt, coll).id
     with pytest.raises(error) as info:
         _submit(rt, coll, bad[name])
     assert words.lower() in info.value.message.lower()
+    # The PostgreSQL database and the bucket are shared by the session: look at this collection.
     with rt.sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Document)) == 0
-        assert s.scalar(select(func.count()).select_from(Job)) == 0
-    assert rt.objects.list("raw-pdfs/") == []
+        assert s.scalar(select(func.count()).select_from(Document).where(Document.collection_id == coll_id)) == 0
+        assert s.scalar(select(func.count()).select_from(Job).join(Document, Job.document_id == Document.id)
+                        .where(Document.collection_id == coll_id)) == 0
+    assert rt.objects.list(f"raw-pdfs/{coll_id}/") == []
 
 
 def test_oversized_file_is_refused(runtime_factory, samples):

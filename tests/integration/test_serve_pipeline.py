@@ -163,7 +163,14 @@ def test_documents_complete_with_chunks_and_vectors_from_the_served_embedder(
     stored = np.asarray(rows[0]["dense"], dtype=np.float32)
     assert stored.shape == (EMBED_DIM,) and rt.embedder.dim == EMBED_DIM
     local = SentenceTransformerEmbedder(str(serve_cluster.models["embedder"]), device="cpu")
-    np.testing.assert_allclose(stored, local.embed_documents([chunk.text])[0], atol=1e-4)
+    # What was embedded is the chunk under its document title and section (bunko.ingest.pipeline).
+    from bunko.ingest.pipeline import indexed_text
+    from bunko.ingest.types import ChunkDraft
+
+    title = _doc(rt, ingested["born_digital.pdf"]).title
+    draft = ChunkDraft(page_no=chunk.page_no, chunk_index=chunk.chunk_index, text=chunk.text, kind=chunk.kind,
+                       section=chunk.section)
+    np.testing.assert_allclose(stored, local.embed_documents([indexed_text(title, draft)])[0], atol=1e-4)
 
 
 def test_scanned_pages_were_read_by_the_serve_ocr_deployment(rt, ingested, serve_cluster):

@@ -33,8 +33,19 @@ class Emulator(kmock.KubernetesEmulator):
     bumps resourceVersion on every change."""
 
     _versions = itertools.count(1)
+    # The current resourceVersion per object, kept here: the emulator's own object view is keyed
+    # in a way a status-subresource write does not find, which let stale status writes through.
+    @property
+    def _current(self) -> dict[tuple[str, str | None, str], str]:
+        return self.__dict__.setdefault("_current_versions", {})  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _key(request: Any, name: str | None) -> tuple[str, str | None, str]:
+        return (str(getattr(request.resource, "plural", request.resource)), request.namespace, name or "")
 
     async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and request.action == kmock.action.DELETE and request.name:
+            self._current.pop(self._key(request, request.name), None)
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == kmock.action.CREATE:
                 meta = request.data.setdefault("metadata", {})
@@ -48,19 +59,22 @@ class Emulator(kmock.KubernetesEmulator):
                 if request.namespace:
                     meta.setdefault("namespace", request.namespace)
                 meta["resourceVersion"] = str(next(self._versions))
+                self._current[self._key(request, meta.get("name"))] = meta["resourceVersion"]
             elif request.action == kmock.action.UPDATE:
-                meta = request.data.setdefault("metadata", {}) or {}
+                if not isinstance(request.data.get("metadata"), dict):
+                    request.data["metadata"] = {}
+                meta = request.data["metadata"]
                 # Optimistic concurrency, as the API server does it: a write that names a
                 # resourceVersion fails with 409 Conflict unless that is still the current one.
                 expected = meta.get("resourceVersion")
-                key = (request.resource, request.namespace, request.name)
-                if expected is not None and key in self.objects:
-                    current = self.objects[key].get("metadata", {}).get("resourceVersion")
-                    if current != expected:
-                        raise kmock.KubernetesError(
-                            status=409, reason="Conflict", message="the object has been modified"
-                        )
+                key = self._key(request, request.name)
+                current = self._current.get(key)
+                if expected is not None and current is not None and current != expected:
+                    raise kmock.KubernetesError(
+                        status=409, reason="Conflict", message="the object has been modified"
+                    )
                 meta["resourceVersion"] = str(next(self._versions))
+                self._current[key] = meta["resourceVersion"]
         return await super()._handle(request)
 
 
