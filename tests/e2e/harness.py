@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -352,6 +353,12 @@ class Cluster:
             data.mkdir(parents=True)
             sock.mkdir(parents=True, exist_ok=True)
             if user:
+                # The postgres user must be able to reach the data dir: every directory above it
+                # that this run made (mkdtemp makes them 0700) gets search permission.
+                for d in [self.root, *self.root.parents]:
+                    if d == Path(tempfile.gettempdir()) or d == d.parent:
+                        break
+                    os.chmod(d, d.stat().st_mode | 0o011)
                 os.chmod(self.root, 0o755)
                 shutil.chown(pgroot, user, user)
                 shutil.chown(data, user, user)
