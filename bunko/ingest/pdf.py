@@ -25,7 +25,7 @@ from PIL import Image
 
 from bunko.errors import CorruptPdf, EmptyPdf, EncryptedPdf, UnsafeDocument
 from bunko.ingest.sandbox import Sandbox
-from bunko.text.normalize import normalize_text
+from bunko.text.normalize import join_runs, normalize_text
 
 if TYPE_CHECKING:
     # Not imported at run time: the sandbox child imports this module, and bunko.models.base brings
@@ -369,7 +369,7 @@ def _group_lines(items: list[_Item]) -> list[_Line]:
             if merged and item.left - merged[-1].right < 1.2 * max(item.size, merged[-1].size):
                 last = merged[-1]
                 merged[-1] = _Item(
-                    _join(last.text, item.text), last.left, min(last.bottom, item.bottom),
+                    join_runs(last.text, item.text), last.left, min(last.bottom, item.bottom),
                     item.right, max(last.top, item.top), max(last.size, item.size),
                 )
             else:
@@ -388,19 +388,6 @@ def _weighted_median(pairs: list[tuple[float, int]]) -> float:
             return value
     return pairs[-1][0]
 
-
-def _is_cjk(ch: str) -> bool:
-    return ord(ch) >= 0x2E80
-
-
-def _join(a: str, b: str) -> str:
-    """Join two runs of one line, or a wrapped line onto the previous: no space inside Japanese."""
-    a, b = a.rstrip(), b.lstrip()
-    if not a or not b:
-        return a + b
-    if _is_cjk(a[-1]) or _is_cjk(b[0]) or a.endswith("-"):
-        return a + b
-    return a + " " + b
 
 
 def _cell(text: str) -> str:
@@ -444,7 +431,7 @@ def _layout(items: list[_Item], page_height: float) -> tuple[str, list[_WireBloc
             wrapped = last.right >= prose_right - 1.5 * last.size
             close = last.bottom - line.top <= 1.0 * max(last.size, line.size)
             if wrapped and close and abs(last.size - line.size) < 0.5:
-                parts[-1] = ("text", _join(prev[1], text), [*prev[2], line])
+                parts[-1] = ("text", join_runs(prev[1], text), [*prev[2], line])
                 i += 1
                 continue
         parts.append(("text", text, [line]))

@@ -31,7 +31,7 @@ from PIL import Image
 
 from bunko.errors import ConfigError, ModelUnavailable, OcrFailed
 from bunko.models.base import OcrBlock, OcrEngine, OcrResult
-from bunko.text.normalize import normalize_text
+from bunko.text.normalize import join_runs, normalize_text
 
 
 @runtime_checkable
@@ -54,20 +54,6 @@ class Line:
     bbox: tuple[float, float, float, float]  # points, origin top-left
     confidence: float
     paragraph: int = -1  # engine-given paragraph id, -1 when the engine has none
-
-
-def _is_cjk(ch: str) -> bool:
-    return ord(ch) >= 0x2E80
-
-
-def join_runs(a: str, b: str) -> str:
-    """Join two pieces of one line (or a wrapped line onto the previous): no space inside Japanese."""
-    a, b = a.rstrip(), b.lstrip()
-    if not a or not b:
-        return a + b
-    if _is_cjk(a[-1]) or _is_cjk(b[0]) or a.endswith("-"):
-        return a + b
-    return a + " " + b
 
 
 def weighted_confidence(lines: Sequence[Line]) -> float:

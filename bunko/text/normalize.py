@@ -28,3 +28,18 @@ def normalize_text(s: str) -> str:
     s = _SPACE_AROUND_NEWLINE.sub("\n", s)
     s = _MANY_NEWLINES.sub("\n\n", s)
     return s.strip()
+
+
+def _is_cjk(ch: str) -> bool:
+    return ord(ch) >= 0x2E80
+
+
+def join_runs(a: str, b: str) -> str:
+    """Join two pieces of one line (or a wrapped line onto the previous): no space inside Japanese,
+    none after a hyphen, one between Latin words. Used by the text layer and by OCR alike."""
+    a, b = a.rstrip(), b.lstrip()
+    if not a or not b:
+        return a + b
+    if _is_cjk(a[-1]) or _is_cjk(b[0]) or a.endswith("-"):
+        return a + b
+    return a + " " + b
