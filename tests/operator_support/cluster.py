@@ -36,7 +36,7 @@ class Emulator(kmock.KubernetesEmulator):
     # The current resourceVersion per object, kept here: the emulator's own object view is keyed
     # in a way a status-subresource write does not find, which let stale status writes through.
     @property
-    def _current(self) -> dict[tuple[str, str | None, str], str]:
+    def _object_versions(self) -> dict[tuple[str, str | None, str], str]:
         return self.__dict__.setdefault("_current_versions", {})  # type: ignore[no-any-return]
 
     @staticmethod
@@ -45,7 +45,7 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: Any) -> Any:
         if request.resource is not None and request.action == kmock.action.DELETE and request.name:
-            self._current.pop(self._key(request, request.name), None)
+            self._object_versions.pop(self._key(request, request.name), None)
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == kmock.action.CREATE:
                 meta = request.data.setdefault("metadata", {})
@@ -59,7 +59,7 @@ class Emulator(kmock.KubernetesEmulator):
                 if request.namespace:
                     meta.setdefault("namespace", request.namespace)
                 meta["resourceVersion"] = str(next(self._versions))
-                self._current[self._key(request, meta.get("name"))] = meta["resourceVersion"]
+                self._object_versions[self._key(request, meta.get("name"))] = meta["resourceVersion"]
             elif request.action == kmock.action.UPDATE:
                 if not isinstance(request.data.get("metadata"), dict):
                     request.data["metadata"] = {}
@@ -68,13 +68,13 @@ class Emulator(kmock.KubernetesEmulator):
                 # resourceVersion fails with 409 Conflict unless that is still the current one.
                 expected = meta.get("resourceVersion")
                 key = self._key(request, request.name)
-                current = self._current.get(key)
+                current = self._object_versions.get(key)
                 if expected is not None and current is not None and current != expected:
                     raise kmock.KubernetesError(
                         status=409, reason="Conflict", message="the object has been modified"
                     )
                 meta["resourceVersion"] = str(next(self._versions))
-                self._current[key] = meta["resourceVersion"]
+                self._object_versions[key] = meta["resourceVersion"]
         return await super()._handle(request)
 
 
