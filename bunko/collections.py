@@ -103,8 +103,8 @@ def create_collection(
             "starting and ending with a letter or digit (like a Kubernetes name)"
         )
     cfg = config if isinstance(config, CollectionConfig) else parse_config(config)
-    roles = _check_roles(allowed_roles)
-    _check_visibility(visibility)
+    roles = check_roles(allowed_roles)
+    check_visibility(visibility)
     with rt.sessions() as s:
         if s.scalar(select(Collection).where(Collection.name == name)) is not None:
             raise Conflict(f"collection {name!r} already exists")
@@ -164,7 +164,7 @@ def collection_config(coll: Collection) -> CollectionConfig:
     return parse_config(coll.config)
 
 
-def _check_roles(roles: Iterable[str]) -> list[str]:
+def check_roles(roles: Iterable[str]) -> list[str]:
     out = list(dict.fromkeys(roles))
     valid = {r.value for r in Role}
     bad = [r for r in out if r not in valid]
@@ -173,7 +173,7 @@ def _check_roles(roles: Iterable[str]) -> list[str]:
     return out
 
 
-def _check_visibility(visibility: str) -> None:
+def check_visibility(visibility: str) -> None:
     valid = {v.value for v in Visibility}
     if visibility not in valid:
         raise InvalidInput(f"unknown visibility {visibility!r}; choose one of {sorted(valid)}")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from bunko.collections import _check_roles, _check_visibility, get_collection
+from bunko.collections import check_roles, check_visibility, get_collection
 from bunko.errors import DuplicateDocument, InvalidInput, NotFound
 from bunko.ingest import jobs
 from bunko.ingest.page_view import page_image_prefix
@@ -52,8 +52,8 @@ def submit_document(
     tags: Iterable[str] = (),
     title: str | None = None,
 ) -> Document:
-    _check_visibility(visibility)
-    roles = _check_roles(allowed_roles)
+    check_visibility(visibility)
+    roles = check_roles(allowed_roles)
     tag_list = _check_tags(tags)
     coll = get_collection(rt, collection)
     info = validate_pdf(path, max_bytes=rt.settings.max_upload_bytes, max_pages=rt.settings.max_pages,

@@ -127,25 +127,23 @@ def test_table_stays_in_one_chunk(rt, coll, samples):
             assert cell in table.text
 
 
-def test_scanned_pdf_is_ocrd_into_chunks_with_its_sentences(rt, coll, samples):
-    doc_id = _submit(rt, coll, samples["scanned.pdf"])
+@pytest.mark.parametrize(
+    ("sample", "sentences"),
+    [
+        pytest.param("scanned.pdf", S.SCANNED_SENTENCES, id="scanned-image-only"),
+        pytest.param("broken_layer.pdf", S.BROKEN_LAYER_SENTENCES, id="broken-text-layer"),
+    ],
+)
+def test_pages_without_a_good_text_layer_are_ocrd_into_chunks_with_their_sentences(
+    rt, coll, samples, sample, sentences
+):
+    doc_id = _submit(rt, coll, samples[sample])
     _drain(rt)
     doc = _doc(rt, doc_id)
     assert doc.status == "completed", doc.error
     assert all(p.source != "layer" for p in doc.pages)
     text = "".join(c.text for c in _chunks(rt, doc_id))
-    for sentence in S.SCANNED_SENTENCES:
-        assert _similar(sentence, text) >= 0.9, sentence
-
-
-def test_broken_text_layer_is_sent_to_ocr(rt, coll, samples):
-    doc_id = _submit(rt, coll, samples["broken_layer.pdf"])
-    _drain(rt)
-    doc = _doc(rt, doc_id)
-    assert doc.status == "completed", doc.error
-    assert all(p.source != "layer" for p in doc.pages)
-    text = "".join(c.text for c in _chunks(rt, doc_id))
-    for sentence in S.BROKEN_LAYER_SENTENCES:
+    for sentence in sentences:
         assert _similar(sentence, text) >= 0.9, sentence
 
 
