@@ -79,3 +79,53 @@ def llm_server(
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+MILVUS_SERVER_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "milvus-server.sh"
+
+
+@contextlib.contextmanager
+def milvus_server(data_dir: str | Path, *, startup_timeout_s: float = 60.0) -> Iterator[str]:
+    """Run Milvus's C++ engine as a gRPC server on a free loopback port; yield ``http://127.0.0.1:PORT``.
+
+    The binary comes from ``scripts/milvus-server.sh build`` (``.venv-milvus/``); without it this
+    raises ``FileNotFoundError`` saying so. The server keeps its data in ``data_dir``.
+    """
+    from pymilvus import MilvusClient
+
+    script = MILVUS_SERVER_SCRIPT
+    venv = Path(os.environ.get("BUNKO_MILVUS_VENV", script.parents[1] / ".venv-milvus"))
+    if not (venv / ".bunko-milvus").is_file():
+        raise FileNotFoundError(f"no Milvus server binary in {venv}: run scripts/milvus-server.sh build")
+    port = free_port()
+    data = Path(data_dir).resolve() / "milvus.db"
+    proc = subprocess.Popen(
+        ["bash", str(script), "run", str(data), f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                raise RuntimeError(f"Milvus server exited with {proc.returncode}:\n{out[-4000:]}")
+            try:
+                client = MilvusClient(uri=uri, timeout=2)
+                client.list_collections()
+                client.close()
+                break
+            except Exception as exc:  # any failure here means "not up yet"
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Milvus server at {uri} not ready after {startup_timeout_s:.0f} s") from exc
+                time.sleep(0.3)
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
