@@ -148,6 +148,12 @@ def _tokenizer(mode: Mode) -> SudachiTokenizer:
 
 
 DEFAULT_ANALYZER = Analyzer()
+# Questions drop particles and auxiliaries (の, は, て, です): the index keeps every term, so this
+# only removes near-zero-IDF terms from the BM25 query. Their posting lists are the longest there
+# are, and Milvus Lite scores postings one by one in Python: measured at 100k chunks, the BM25 leg
+# took 684 ms with them and 291 ms without; bench/quality.py measured the same recall@5 and an MRR
+# within 0.01 (hybrid 0.966 vs 0.968 with headers).
+QUERY_ANALYZER = Analyzer(drop_function_words=True)
 
 
 def index_tokens(text: str, analyzer: Analyzer = DEFAULT_ANALYZER) -> str:
@@ -155,6 +161,7 @@ def index_tokens(text: str, analyzer: Analyzer = DEFAULT_ANALYZER) -> str:
     return " ".join(analyzer.tokens(text))
 
 
-def query_tokens(text: str, analyzer: Analyzer = DEFAULT_ANALYZER) -> str:
-    """The space-separated terms of a query; the same analysis as :func:`index_tokens`."""
+def query_tokens(text: str, analyzer: Analyzer = QUERY_ANALYZER) -> str:
+    """The space-separated terms of a query: the analysis of :func:`index_tokens`, less the
+    particles and auxiliaries (every query term is one the index also produces)."""
     return " ".join(analyzer.tokens(text))
