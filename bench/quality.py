@@ -68,9 +68,9 @@ class Score:
     name: str
     ranks: list[tuple[str, int | None]]  # (style, rank)
 
-    def recall(self, style: str | None = None) -> float:
+    def recall(self, style: str | None = None, k: int = K) -> float:
         rs = [r for s, r in self.ranks if style in (None, s)]
-        return sum(1 for r in rs if r is not None and r <= K) / max(len(rs), 1)
+        return sum(1 for r in rs if r is not None and r <= k) / max(len(rs), 1)
 
     def mrr(self, style: str | None = None) -> float:
         rs = [r for s, r in self.ranks if style in (None, s)]
@@ -117,18 +117,22 @@ def main() -> None:
         "A+bigram": Analyzer(mode="A", bigrams=True),
         "C+bigram-func": Analyzer(mode="C", bigrams=True, drop_function_words=True),
     }
+    # Index with one analyzer, query with another: particles and auxiliaries dropped from the
+    # question only (the index keeps every term), the cheaper BM25 query `query_tokens` may use.
+    query_analyzers = {"A/q-func": Analyzer(mode="A", drop_function_words=True)}
     scores: list[Score] = []
     with tempfile.TemporaryDirectory() as tmp:
         store = VectorStore(str(Path(tmp) / "quality.db"))
         for headers in (False, True):
             tag = " +hdr" if headers else ""
             dense_done = False
-            for aname, analyzer in analyzers.items():
-                if headers and aname not in ("C", "A"):
+            for aname, analyzer in [*analyzers.items(), ("A/q-func", analyzers["A"])]:
+                if headers and aname not in ("C", "A", "A/q-func"):
                     continue
-                name = f"q_{aname.replace('+', '_').replace('-', '_')}_{int(headers)}"
+                name = f"q_{aname.replace('+', '_').replace('-', '_').replace('/', '_')}_{int(headers)}"
                 index(store, name, chunks, vecs[headers], analyzer, headers)
-                qtoks = [" ".join(analyzer.tokens(p.text)) for p in prepared]
+                qanalyzer = query_analyzers.get(aname, analyzer)
+                qtoks = [" ".join(qanalyzer.tokens(p.text)) for p in prepared]
                 bm25, hyb, hyb_kw, hyb55, rrf = [], [], [], [], []
                 dense = []
                 for i, q in enumerate(questions):
@@ -159,11 +163,11 @@ def main() -> None:
         store.close()
 
     width = max(len(s.name) for s in scores)
-    head = f"{'variant':<{width}}  recall@{K}  MRR@{DEPTH}  " + "  ".join(f"{s[:10]:>10}" for s in styles)
+    head = f"{'variant':<{width}}  recall@1  recall@{K}  MRR@{DEPTH}  " + "  ".join(f"{s[:10]:>10}" for s in styles)
     print(head + f"   (per-style recall@{K})")
     print("-" * len(head))
     for s in scores:
-        print(f"{s.name:<{width}}  {s.recall():>8.3f}  {s.mrr():>6.3f}  "
+        print(f"{s.name:<{width}}  {s.recall(k=1):>8.3f}  {s.recall():>8.3f}  {s.mrr():>6.3f}  "
               + "  ".join(f"{s.recall(st):>10.3f}" for st in styles))
 
 

@@ -11,6 +11,12 @@ topic, and questions of three styles:
 
 Each question names the one page that answers it (``doc_id``, ``page_no``); documents are lists of
 Markdown pages (:class:`bunko.ingest.types.PageText`), some with tables.
+
+Beside them come distractor documents, as a real collection has: a town bulletin, a tool FAQ, a
+product catalogue and a company newsletter that name the same entities, versions, model numbers and
+procedures but never hold the answer. Without them every variant scored recall@5 ≈ 1.0 and the set
+could not tell them apart; with them a leg that only matches the name (BM25) or only the topic
+(dense) ranks the wrong page first.
 """
 
 from __future__ import annotations
@@ -234,7 +240,62 @@ def _product(rng: random.Random, i: int) -> tuple[QDoc, list[Question]]:
     return doc, qs
 
 
-def build(*, quick: bool = False, seed: int = 7) -> tuple[list[QDoc], list[Question]]:
+def _town_bulletin(rng: random.Random, i: int) -> QDoc:
+    """The town's name, its product's category, its library and its festival month, no answers."""
+    name = _TOWN_HEADS[i] + _TOWN_KIND[i % 3]
+    _product, category = _PRODUCTS[i]
+    other = _SISTERS[(i + 5) % len(_SISTERS)]
+    page = (
+        f"# {name} 広報 第{rng.randint(100, 480)}号\n\n"
+        f"{name}では{category}の生産者の高齢化が進み、後継者の育成が課題となっています。"
+        f"名産品を扱う直売所の営業時間が来月から変わります。\n\n"
+        f"{name}立図書館は空調設備の改修のため、来月の一週間、閲覧室の一部を閉鎖します。"
+        f"休館日の変更はありません。詳しくは窓口でお尋ねください。\n\n"
+        f"## 海外からの視察\n\n{other}の市議会議員団が{name}を訪れ、交流の可能性について意見を交わしました。"
+    )
+    return QDoc(f"news-town{i:02d}", f"{name} 広報", [PageText(1, page, "layer", 1.0)])
+
+
+def _tool_faq(rng: random.Random, i: int, version_string: str, opts: list[tuple[str, str, str, str]]) -> QDoc:
+    """The tool's options and its package version named, with what they do left out."""
+    tool = _TOOLS[i]
+    names = "、".join(f"`{s}`（`{lng}`）" for s, lng, _d, _p in opts[:2])
+    page = (
+        f"# {tool} よくある質問\n\n"
+        f"Q. {tool} のオプション {names} はどのマニュアルに載っていますか？\n"
+        f"A. 利用の手引きの「オプション」の章をご覧ください。`{tool} --help` でも一覧を表示できます。\n\n"
+        f"Q. パッケージ {tool} {version_string} はどこから入手できますか？\n"
+        f"A. Debian 12 の公式ミラーから配布されています。更新の内容は更新履歴を参照してください。\n\n"
+        f"Q. {tool} で同期が遅いのですが？\n"
+        f"A. 回線の状態を確認し、必要なら同時に転送するファイルの数を減らしてください。"
+    )
+    return QDoc(f"faq-{tool}", f"{tool} よくある質問", [PageText(1, page, "layer", 1.0)])
+
+
+def _catalogue(models: list[tuple[str, str, str]]) -> QDoc:
+    """Every model number with its price: a page that matches ``KX-1234 の質量は`` on the model alone."""
+    rows = "\n".join(f"| {model} | {kind} | {price} | 在庫あり |" for model, kind, price in models)
+    page = (
+        "# 家電製品カタログ 2026年春号\n\n"
+        "掲載製品の価格は税込みです。仕様の詳細は各製品の取扱説明書をご覧ください。\n\n"
+        f"| 型番 | 製品 | 価格 | 在庫 |\n|---|---|---|---|\n{rows}\n"
+    )
+    return QDoc("catalogue", "家電製品カタログ 2026年春号", [PageText(1, page, "layer", 1.0)])
+
+
+def _newsletter(i: int) -> QDoc:
+    """The policy's procedure and topic named, without its deadline, limit or extension number."""
+    title, act, _how, _deadline, topic = _POLICIES[i]
+    page = (
+        f"# 社内報 {i + 1}月号\n\n"
+        f"## {title}の改定について\n\n"
+        f"{act}の手続きが電子化されます。これまで紙で提出していた書類は、来月からワークフローで受け付けます。"
+        f"{topic}の考え方に変更はありません。担当部署への問い合わせは社内ポータルから行えます。"
+    )
+    return QDoc(f"news-policy{i:02d}", f"社内報 {i + 1}月号", [PageText(1, page, "layer", 1.0)])
+
+
+def build(*, quick: bool = False, seed: int = 7, distractors: bool = True) -> tuple[list[QDoc], list[Question]]:
     """The documents and questions; ``quick`` keeps about a third of each kind."""
     rng = random.Random(seed)
     n_town, n_tool, n_policy, n_product = (6, 6, 4, 4) if quick else (16, 15, 10, 10)
@@ -245,4 +306,25 @@ def build(*, quick: bool = False, seed: int = 7) -> tuple[list[QDoc], list[Quest
             d, qs = maker(rng, i)
             docs.append(d)
             questions.extend(qs)
+    if distractors:
+        docs.extend(_distractors(docs, questions, n_town, n_policy, random.Random(seed + 1)))
     return docs, questions
+
+
+def _distractors(
+    docs: list[QDoc], questions: list[Question], n_town: int, n_policy: int, rng: random.Random
+) -> list[QDoc]:
+    out = [_town_bulletin(rng, i) for i in range(n_town)]
+    out += [_newsletter(i) for i in range(n_policy)]
+    for d in docs:
+        if d.doc_id.startswith("tool"):
+            i = int(d.doc_id[4:])
+            version = next(q.text.split(" で")[0] for q in questions if q.doc_id == d.doc_id and "修正" in q.text)
+            text = d.pages[0].markdown
+            # In the order the manual lists them: the questions ask about the first two.
+            opts = sorted((o for o in _OPTION_POOL if f"`{o[1]}`" in text), key=lambda o: text.index(f"`{o[1]}`"))
+            out.append(_tool_faq(rng, i, version, opts))
+    models = [(d.title.split()[1], d.title.split()[0], f"{rng.randint(3, 60) * 1000:,}円")
+              for d in docs if d.doc_id.startswith("product")]
+    out.append(_catalogue(models))
+    return out
