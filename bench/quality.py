@@ -164,11 +164,13 @@ def main() -> None:
 
     width = max(len(s.name) for s in scores)
     head = f"{'variant':<{width}}  recall@1  recall@{K}  MRR@{DEPTH}  " + "  ".join(f"{s[:10]:>10}" for s in styles)
-    print(head + f"   (per-style recall@{K})")
+    head += "  " + "  ".join(f"{'MRR ' + s[:6]:>10}" for s in styles)
+    print(head + f"   (per-style recall@{K}, then per-style MRR)")
     print("-" * len(head))
     for s in scores:
         print(f"{s.name:<{width}}  {s.recall(k=1):>8.3f}  {s.recall():>8.3f}  {s.mrr():>6.3f}  "
-              + "  ".join(f"{s.recall(st):>10.3f}" for st in styles))
+              + "  ".join(f"{s.recall(st):>10.3f}" for st in styles)
+              + "  " + "  ".join(f"{s.mrr(st):>10.3f}" for st in styles))
 
 
 if __name__ == "__main__":
