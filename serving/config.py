@@ -96,7 +96,13 @@ def _bunko_app(spec: ServingSpec, role: Role, role_spec: RoleSpec) -> dict[str, 
 
 
 def vllm_llm_config(role: LlmSpec) -> dict[str, Any]:
-    """The ``ray.serve.llm`` ``LLMConfig`` (as a dict) for a vLLM role."""
+    """The ``ray.serve.llm`` ``LLMConfig`` (as a dict) for a vLLM role.
+
+    On a GPU the placement group bundle holds the role's ``num_gpus`` and ``engine_kwargs`` its
+    ``gpu_memory_utilization``; with ``device: cpu`` (vLLM's CPU build) it holds CPUs only and
+    neither is set. Ray Serve LLM adds its replica actor's CPU (1) to this bundle and runs an
+    ingress deployment of 1 CPU beside it: ``num_cpus`` 1 takes 3 CPUs of the cluster in all.
+    """
     engine_kwargs = dict(role.engine_kwargs)
     fraction = role.effective_gpu_memory_fraction
     if fraction is not None:
@@ -108,7 +114,9 @@ def vllm_llm_config(role: LlmSpec) -> dict[str, Any]:
     deployment_config: dict[str, Any] = {"name": "llm", **_scaling(role)}
     if role.max_ongoing_requests is not None:
         deployment_config["max_ongoing_requests"] = role.max_ongoing_requests
-    bundle: dict[str, float] = {"CPU": role.num_cpus, "GPU": role.num_gpus}
+    bundle: dict[str, float] = {"CPU": role.num_cpus}
+    if role.num_gpus > 0:  # device cpu (vLLM's CPU build): no GPU key, so Ray places it on any node
+        bundle["GPU"] = role.num_gpus
     if role.memory_bytes is not None:
         bundle["memory"] = role.memory_bytes
     return {

