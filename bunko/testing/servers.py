@@ -43,6 +43,18 @@ def wait_http_ok(url: str, *, timeout_s: float, proc: subprocess.Popen[bytes] | 
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s (last: {last})")
 
 
+def stop_process(proc: subprocess.Popen[bytes], *, grace_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``; close the captured output."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
 @contextlib.contextmanager
 def llm_server(
     model_dir: str | Path, *, served_model_name: str | None = None, startup_timeout_s: float = 120.0
@@ -71,14 +83,7 @@ def llm_server(
         wait_http_ok(f"{base}/health", timeout_s=startup_timeout_s, proc=proc)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        stop_process(proc)
 
 
 MILVUS_SERVER_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "milvus-server.sh"
@@ -121,11 +126,4 @@ def milvus_server(data_dir: str | Path, *, startup_timeout_s: float = 60.0) -> I
                 time.sleep(0.3)
         yield uri
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        stop_process(proc)
