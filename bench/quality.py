@@ -133,7 +133,7 @@ def main() -> None:
                 index(store, name, chunks, vecs[headers], analyzer, headers)
                 qanalyzer = query_analyzers.get(aname, analyzer)
                 qtoks = [" ".join(qanalyzer.tokens(p.text)) for p in prepared]
-                bm25, hyb, hyb_kw, hyb55, rrf = [], [], [], [], []
+                bm25, hyb, hyb_kw, hyb55, hyb82, rrf = [], [], [], [], [], []
                 dense = []
                 for i, q in enumerate(questions):
                     bm25.append((q.style, first_relevant(
@@ -142,6 +142,9 @@ def main() -> None:
                         name, dense=qvecs[i], query_tokens=qtoks[i], filter_expr="", limit=DEPTH), q)))
                     hyb55.append((q.style, first_relevant(store.hybrid_search(
                         name, dense=qvecs[i], query_tokens=qtoks[i], filter_expr="", weights=(0.5, 0.5),
+                        limit=DEPTH), q)))
+                    hyb82.append((q.style, first_relevant(store.hybrid_search(
+                        name, dense=qvecs[i], query_tokens=qtoks[i], filter_expr="", weights=(0.8, 0.2),
                         limit=DEPTH), q)))
                     hyb_kw.append((q.style, first_relevant(store.hybrid_search(
                         name, dense=qvecs[i], query_tokens=qtoks[i], filter_expr="",
@@ -158,6 +161,7 @@ def main() -> None:
                 scores.append(Score(f"bm25 only [{aname}]{tag}", bm25))
                 scores.append(Score(f"hybrid 0.7/0.3 [{aname}]{tag}", hyb))
                 scores.append(Score(f"hybrid 0.5/0.5 [{aname}]{tag}", hyb55))
+                scores.append(Score(f"hybrid 0.8/0.2 [{aname}]{tag}", hyb82))
                 scores.append(Score(f"hybrid 0.7/0.3 + keyword shift [{aname}]{tag}", hyb_kw))
                 scores.append(Score(f"hybrid RRF(60) [{aname}]{tag}", rrf))
         store.close()
