@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bunko.samples import make_born_digital
+from bunko.testing.servers import free_port, stop_process
 
 console = Console()
 ADMIN, PASSWORD = "bench-admin", "bench-password-123"
@@ -112,12 +112,6 @@ def drive_wrk(base: str, name: str, method: str, path: str, *, json_body: Any = 
     result = Result(name, tool="wrk", summary=summary, elapsed=summary["duration_us"] / 1e6)
     result.errors = int(summary["transport_errors"] + summary["non2xx"])
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(data_dir: Path, port: int, workers: int, *, database_url: str = "",
@@ -241,11 +235,7 @@ def main() -> None:
                     results.append(asyncio.run(drive(base, name, method, path, duration=args.duration,
                                                      concurrency=args.concurrency, **extra)))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, grace_s=30)
 
     stores = f"{'PostgreSQL' if args.database_url else 'SQLite'} + {'Redis' if args.cache_url else 'memory'}"
     table = Table(title=f"{args.concurrency} connections × {args.duration:.0f} s, loopback, "

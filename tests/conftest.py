@@ -32,15 +32,13 @@ from typing import Any
 
 import pytest
 
+from bunko.testing.servers import free_port, stop_process
+
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -273,12 +271,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield S3Server(endpoint=endpoint, access_key=access_key, secret_key=secret_key,
                        data_dir=data)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         log.close()
 
 

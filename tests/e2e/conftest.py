@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bunko.testing.servers import free_port
 from tests.e2e.scripted_llm import scripted_llm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,14 +43,6 @@ ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-e2e-password"
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -82,7 +75,7 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, llm_url: str) -> Iterator[S
         pytest.fail("the web page is not built: run `npm --prefix web ci && npm --prefix web run build` "
                     "(part of `make setup`)")
     data_dir = tmp_path_factory.mktemp("bunko-e2e")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUNKO_")}
     env.update({
         "BUNKO_DATA_DIR": str(data_dir / "data"),

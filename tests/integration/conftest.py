@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from bunko.testing.servers import free_port, stop_process
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +44,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.kill()
         pytest.fail(f"milvus-lite server did not answer on {uri} within 60 s: {last}")
     yield uri
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
     log.close()
 
 

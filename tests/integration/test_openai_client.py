@@ -12,8 +12,6 @@ import contextlib
 import http.server
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from typing import ClassVar
@@ -33,39 +31,12 @@ MESSAGES = [ChatMessage("system", "簡潔に答えてください。"), ChatMess
 
 @pytest.fixture(scope="module")
 def llm_server(tmp_path_factory: pytest.TempPathFactory):
+    from bunko.testing.servers import llm_server as run_llm_server
     from bunko.testing.tiny_models import make_tiny_llm
 
-    root = tmp_path_factory.mktemp("llm")
-    model = make_tiny_llm(root / "tiny-qwen")
-    port = free_port()
-    log_path = root / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bunko.serving.llm_transformers", "--model", str(model),
-             "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-             "--served-model-name", "tiny-qwen"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"LLM server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"LLM server not ready after 180 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+    model = make_tiny_llm(tmp_path_factory.mktemp("llm") / "tiny-qwen")
+    with run_llm_server(model, served_model_name="tiny-qwen", startup_timeout_s=180) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def _plain_completion(base: str, max_tokens: int) -> str:
