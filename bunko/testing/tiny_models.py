@@ -199,10 +199,22 @@ def make_tiny_reranker(directory: str | Path) -> Path:
     return _build_once(Path(directory), build)
 
 
-def make_tiny_llm(directory: str | Path) -> Path:
+def make_tiny_llm(
+    directory: str | Path,
+    *,
+    context: int = 1024,
+    hidden_size: int = 32,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+) -> Path:
     """A tiny ``Qwen2ForCausalLM`` with the tokenizer and its ChatML template.
 
-    Random weights: it generates fluent noise, deterministically under greedy decoding.
+    Random weights: it generates fluent noise, deterministically under greedy decoding. ``context``
+    sets the positions (rotary: a longer window is only a config change) and the tokenizer's
+    ``model_max_length``; Bunko's system prompt plus five passages need ~4k of its byte-level
+    tokens. Head size is ``hidden_size / num_attention_heads`` (8 by default; vLLM's CPU attention
+    needs 32 or more). A finished build in ``directory`` is reused whatever the arguments, so give
+    each variant its own directory.
     """
 
     def build(path: Path) -> None:
@@ -210,14 +222,15 @@ def make_tiny_llm(directory: str | Path) -> Path:
 
         _seeded(3)
         tokenizer = _train_tokenizer()
+        tokenizer.model_max_length = context
         config = Qwen2Config(
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
             num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
+            num_attention_heads=num_attention_heads,
+            num_key_value_heads=num_key_value_heads,
+            max_position_embeddings=context,
             tie_word_embeddings=True,
             initializer_range=INIT_RANGE,
             pad_token_id=tokenizer.pad_token_id,

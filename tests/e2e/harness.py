@@ -474,23 +474,12 @@ class Cluster:
         }
 
     def llm_dir(self) -> Path:
-        """The tiny test-made Qwen2, with room for a whole prompt: the template's 1,024 positions
-        are fewer than Bunko's system prompt plus five passages in its byte-level tokens (rotary
-        positions, so a longer window is only a config change for a random-weight model)."""
+        """The tiny test-made Qwen2, with room for a whole prompt: the default 1,024 positions are
+        fewer than Bunko's system prompt plus five passages in its byte-level tokens."""
         from bunko.testing.tiny_models import make_tiny_llm
 
         models = self.models_dir or (self.root / "models")
-        target = models / "llm-long"
-        if not (target / "config.json").exists():
-            base = make_tiny_llm(models / "llm")
-            shutil.copytree(base, target, dirs_exist_ok=True)
-            for name, key in (("config.json", "max_position_embeddings"),
-                              ("tokenizer_config.json", "model_max_length")):
-                path = target / name
-                data = json.loads(path.read_text())
-                data[key] = LLM_CONTEXT
-                path.write_text(json.dumps(data, indent=2))
-        return target
+        return make_tiny_llm(models / f"llm-{LLM_CONTEXT}", context=LLM_CONTEXT)
 
     def start_ray(self) -> Service:
         # Short: Ray's unix sockets live under the temp dir and must stay under 107 characters.

