@@ -63,7 +63,7 @@ chart-lint: tools
 
 images:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "no Docker engine here: images are built in CI with one"; exit 1; }
-	for p in api worker operator serving; do docker build -f images/$$p.Dockerfile -t bunko-$$p:dev . ; done
+	for p in api worker operator serving; do docker build -f images/$$p/Dockerfile -t bunko-$$p:dev . ; done
 
 # The whole system as separate processes with faults injected (~10 min on 2 cores): see tests/e2e/scenario.py.
 e2e: setup tools

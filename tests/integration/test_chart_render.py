@@ -39,7 +39,7 @@ K8S_VERSION = "1.30.0"
 @pytest.fixture(scope="session")
 def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if not HELM.exists():
-        pytest.fail(f"{HELM} is missing: run scripts/fetch-k8s-tools.sh (make setup does)")
+        pytest.fail(f"{HELM} is missing: run scripts/fetch-k8s-tools.sh (make tools; make test runs it)")
     home = tmp_path_factory.mktemp("helm-home")
     return {
         **os.environ,
