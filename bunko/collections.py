@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from bunko.errors import Conflict, InvalidInput, NotFound
 from bunko.store.db import Collection, Document, Role, Visibility
@@ -113,19 +114,24 @@ def create_collection(
     # The vector collection first: if it fails, no row claims a collection that cannot be searched.
     rt.vectors.ensure_collection(vname, embedder.dim, index_type=cfg.index_type,
                                  index_params=cfg.index_params())
-    with rt.sessions.begin() as s:
-        coll = Collection(
-            name=name,
-            description=description,
-            pipeline=pipeline,
-            embedding_model=embedder.model_id,
-            embedding_dim=embedder.dim,
-            vector_collection=vname,
-            config=cfg.model_dump(),
-            visibility=visibility,
-            allowed_roles=roles,
-        )
-        s.add(coll)
+    try:
+        with rt.sessions.begin() as s:
+            coll = Collection(
+                name=name,
+                description=description,
+                pipeline=pipeline,
+                embedding_model=embedder.model_id,
+                embedding_dim=embedder.dim,
+                vector_collection=vname,
+                config=cfg.model_dump(),
+                visibility=visibility,
+                allowed_roles=roles,
+            )
+            s.add(coll)
+    except IntegrityError as exc:
+        # Created by another process since the check above (two api workers starting together):
+        # the unique name decides, and the loser hears Conflict, not a database error.
+        raise Conflict(f"collection {name!r} already exists") from exc
     return coll
 
 

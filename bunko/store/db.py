@@ -42,6 +42,22 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+class FreeText(TypeDecorator[str]):
+    """Text that came from outside (a question, an LLM's answer), storable on PostgreSQL as on SQLite.
+
+    PostgreSQL refuses NUL in a text value ("text fields cannot contain NUL (0x00) bytes"); SQLite
+    stores it. A random-weight test LLM emitted one and every such answer failed to reach the
+    ``queries`` log, so NUL goes in as U+FFFD, the replacement character, on both. The SQL type is
+    ``Text``, as before: no migration.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else value.replace("\x00", "\ufffd")
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp that is always an aware UTC datetime in Python, on SQLite as on PostgreSQL.
 
@@ -238,8 +254,8 @@ class QueryLog(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(String(64), default="")
     collection_id: Mapped[str] = mapped_column(String(32), default="")
-    query: Mapped[str] = mapped_column(Text)
-    answer: Mapped[str] = mapped_column(Text, default="")
+    query: Mapped[str] = mapped_column(FreeText)
+    answer: Mapped[str] = mapped_column(FreeText, default="")
     sources: Mapped[list[Any]] = mapped_column(JSON, default=list)
     confidence: Mapped[float] = mapped_column(Float, default=0.0)
     mode: Mapped[str] = mapped_column(String(16), default="")
