@@ -30,3 +30,19 @@ def test_users_cli(settings_factory, monkeypatch):
     rt = Runtime(settings)
     user, _pair = auth.login(rt, "hanako", "cli-password-1")
     assert user.role == "viewer"
+
+
+def test_serve_keeps_idle_connections_longer_than_clients_and_proxies(monkeypatch):
+    # The client must close an idle connection first: uvicorn's default 5 s raced httpx's 5 s in
+    # make e2e (ReadError on a reused connection) and is shorter than ingress-nginx's 60 s.
+    import uvicorn
+
+    from bunko.cli import app
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
+    monkeypatch.delenv("BUNKO_API_START_WORKER", raising=False)  # `serve` sets it; restored after
+    r = CliRunner().invoke(app, ["serve", "--port", "8123", "--no-worker"])
+    assert r.exit_code == 0, r.output
+    assert calls and calls[0]["port"] == 8123
+    assert calls[0]["timeout_keep_alive"] > 60
