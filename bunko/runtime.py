@@ -26,10 +26,19 @@ if TYPE_CHECKING:
 class Runtime:
     def __init__(self, settings: Settings | None = None, *, migrate_db: bool = True) -> None:
         self.settings = settings or get_settings()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db_url = self.settings.resolved_database_url
+        if self.settings.uses_embedded_store:
+            # The embedded stores hold the text of private documents: only their owner may read
+            # them (a directory made by an earlier release, 0755, is closed here too).
+            self.settings.data_dir.chmod(0o700)
         if migrate_db:
             migrate(self.db_url)
+        if not self.settings.database_url:
+            for suffix in ("", "-wal", "-shm"):
+                db_file = self.settings.data_dir / f"bunko.db{suffix}"
+                if db_file.exists():
+                    db_file.chmod(0o600)
         self.sessions: sessionmaker[Session] = session_factory(self.db_url)
         self._lock = threading.RLock()
 
@@ -43,9 +52,9 @@ class Runtime:
 
     @cached_property
     def vectors(self) -> VectorStore:
-        from bunko.store.vectors import VectorStore
+        from bunko.store.vectors import open_vector_store
 
-        return VectorStore(self.settings.resolved_milvus_uri, token=self.settings.milvus_token)
+        return open_vector_store(self.settings)
 
     @cached_property
     def cache(self) -> Cache:

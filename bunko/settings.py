@@ -6,7 +6,9 @@ Stores are chosen by URL, so nothing in the core knows whether it runs embedded 
 part               cluster                          embedded default
 =================  ==============================  ===================================
 database           ``postgresql+psycopg://...``     ``sqlite:///<data_dir>/bunko.db``
-vectors            ``http://milvus:19530``          ``<data_dir>/milvus.db`` (Milvus Lite)
+vectors            ``http://milvus:19530``          Milvus's C++ engine on loopback, data in
+                                                    ``<data_dir>/vectors/`` (Milvus Lite file
+                                                    ``<data_dir>/milvus.db`` without the engine)
 objects            ``s3://host:port``               ``file://<data_dir>/objects``
 cache              ``redis://host:6379/0``          ``memory://``
 =================  ==============================  ===================================
@@ -34,6 +36,12 @@ class Settings(BaseSettings):
     database_url: str = ""
     milvus_uri: str = ""
     milvus_token: SecretStr | None = None
+    # The embedded vector store when milvus_uri is empty: "engine" is Milvus's C++ engine run by
+    # Bunko as a loopback server shared by every local process (bunko.store.milvus_local); "lite"
+    # the pure-Python Milvus Lite file; "auto" the engine when it is installed (make setup does).
+    embedded_milvus: Literal["auto", "engine", "lite"] = "auto"
+    milvus_engine_dir: Path | None = None  # default: .venv-milvus beside the project / the venv
+    milvus_idle_s: float = Field(default=300.0, gt=0)  # the engine stops after this long unused
     object_store_url: str = ""
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
@@ -121,8 +129,18 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.data_dir / 'bunko.db').resolve()}"
 
     @property
-    def resolved_milvus_uri(self) -> str:
-        return self.milvus_uri or str((self.data_dir / "milvus.db").resolve())
+    def lite_milvus_path(self) -> Path:
+        """The Milvus Lite file of the embedded default (and of releases before the engine)."""
+        return (self.data_dir / "milvus.db").resolve()
+
+    @property
+    def engine_milvus_root(self) -> Path:
+        """Where the embedded C++ engine keeps its data, state and log."""
+        return (self.data_dir / "vectors").resolve()
+
+    @property
+    def uses_embedded_store(self) -> bool:
+        return not (self.database_url and self.milvus_uri and self.object_store_url)
 
     @property
     def resolved_object_store_url(self) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from bunko.testing.servers import free_port, stop_process
+from bunko.testing.servers import free_port, stop_embedded_engines, stop_process
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -328,7 +328,7 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
     """``make(**overrides) -> Settings`` with ``data_dir`` under ``tmp_path``; the caller's
     ``BUNKO_*`` variables and any ``.env`` file are ignored so tests see only what they set."""
     from bunko.settings import Settings
@@ -341,7 +341,16 @@ def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callabl
         overrides.setdefault("data_dir", tmp_path / "data")
         return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
 
-    return make
+    yield make
+    stop_embedded_engines(tmp_path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stop_leftover_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Embedded Milvus engines outlive the process that started them (by design: they are shared);
+    the ones this session's data directories started stop with it."""
+    yield
+    stop_embedded_engines(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
@@ -365,3 +374,4 @@ def procs(tmp_path: Path) -> Iterator[Any]:
         yield group
     finally:
         group.cleanup()
+        stop_embedded_engines(tmp_path)

@@ -15,18 +15,25 @@ Lite (no ``whitespace``): measured here, it keeps our space-separated Japanese t
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import SecretStr
 
 from bunko.errors import StoreUnavailable
 from bunko.retrieve.types import Hit
+
+if TYPE_CHECKING:
+    from bunko.settings import Settings
+    from bunko.store.milvus_local import LocalMilvus
+
+_T = TypeVar("_T")
 
 IndexType = Literal["IVF_FLAT", "HNSW", "FLAT"]
 
@@ -141,20 +148,65 @@ def _is_unavailable(exc: BaseException) -> bool:
     return cause is not None and cause is not exc and _is_unavailable(cause)
 
 
+def _is_not_loaded(exc: BaseException) -> bool:
+    """Milvus's "collection not loaded / released" refusal (code 101), which a load repairs."""
+    text = f"{exc} {getattr(exc, 'message', '')}".lower()
+    return getattr(exc, "code", None) == 101 or "released" in text or "not loaded" in text
+
+
+def _quiet_pymilvus() -> None:
+    """pymilvus logs every failed RPC with a traceback before raising it; Bunko translates each
+    failure into one BunkoError that its edge reports once, so those lines are only noise."""
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+
+
+def _grpc_options(uri: str) -> dict[str, Any]:
+    """Keepalive settings for local engines. pymilvus pings every 10 s even with no call in flight;
+    a gRPC server with default settings (Milvus Lite's in-process server, the local C++ engine)
+    allows a ping only every 5 minutes and answers the third early one with GOAWAY
+    ``too_many_pings``. A loopback connection needs no keepalive, so local URIs ping only while a
+    call is in flight, at the server's minimum interval. A remote Milvus (its server permits 5 s
+    pings) keeps pymilvus's defaults, which notice a dead peer across a network."""
+    local = "://" not in uri or uri.startswith(("http://127.0.0.1:", "http://localhost:"))
+    if not local:
+        return {}
+    return {
+        "grpc_options": {
+            "grpc.keepalive_time_ms": 300_000,
+            "grpc.keepalive_permit_without_calls": 0,
+        }
+    }
+
+
 class VectorStore:
-    """Milvus collections for Bunko chunks; ``uri`` is a Milvus Lite file path or a server URI."""
+    """Milvus collections for Bunko chunks; ``uri`` is a Milvus Lite file path or a server URI.
 
-    def __init__(self, uri: str, *, token: str | SecretStr | None = "", timeout: float | None = 30.0) -> None:
-        from pymilvus import MilvusClient
+    ``local`` is the embedded engine behind ``uri`` (``bunko.store.milvus_local``): when it has
+    stopped (idle, or killed) a call starts it again and reconnects instead of failing. A collection
+    that a new engine or process finds ``released`` is loaded on first use: nothing that code can
+    repair becomes an error."""
 
+    def __init__(
+        self, uri: str, *, token: str | SecretStr | None = "", timeout: float | None = 30.0,
+        local: LocalMilvus | None = None,
+    ) -> None:
         if isinstance(token, SecretStr):
             token = token.get_secret_value()
-        token = token or ""
+        self._token = token or ""
+        self._timeout = timeout
+        self._local = local
+        self._loaded: set[str] = set()
         self.uri = uri
         if "://" not in uri:
             Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._client = self._open(uri)
+
+    def _open(self, uri: str) -> Any:
+        from pymilvus import MilvusClient
+
+        _quiet_pymilvus()
         try:
-            self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
+            return MilvusClient(uri=uri, token=self._token, timeout=self._timeout, **_grpc_options(uri))
         except Exception as exc:
             raise StoreUnavailable(
                 f"cannot reach Milvus at {uri!r}: {getattr(exc, 'message', exc)}. "
@@ -167,22 +219,61 @@ class VectorStore:
     def from_settings(cls) -> VectorStore:
         from bunko.settings import get_settings
 
-        s = get_settings()
-        return cls(s.resolved_milvus_uri, token=s.milvus_token)
+        return open_vector_store(get_settings())
 
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if _is_unavailable(exc):
-                raise StoreUnavailable(
-                    f"Milvus at {self.uri!r} is unavailable during {what}: {getattr(exc, 'message', exc)}",
-                    detail={"uri": self.uri},
-                ) from exc
-            raise
+    def _reconnect(self) -> None:
+        assert self._local is not None
+        with contextlib.suppress(Exception):
+            self._client.close()
+        with self._local.connect() as uri:
+            self.uri = uri
+            self._client = self._open(uri)
+            self._client.list_collections()  # the connection is open before the start lock goes
+        self._loaded.clear()
+
+    def _run(self, what: str, call: Callable[[], _T], *, collection: str | None = None) -> _T:
+        """``call()`` with Milvus failures translated: an unreachable embedded engine is restarted
+        and a released collection loaded, once each, before the call is retried."""
+        reconnected = loaded = False
+        while True:
+            try:
+                if collection is not None and collection not in self._loaded:
+                    self._ensure_loaded(collection)
+                return call()
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                if _is_unavailable(exc):
+                    if self._local is not None and not reconnected:
+                        reconnected = True
+                        try:
+                            self._reconnect()
+                        except StoreUnavailable:
+                            raise
+                        except Exception as again:
+                            raise self._unavailable(what, again) from again
+                        continue
+                    raise self._unavailable(what, exc) from exc
+                if collection is not None and _is_not_loaded(exc) and not loaded:
+                    loaded = True
+                    self._loaded.discard(collection)
+                    continue
+                raise
+
+    def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"Milvus at {self.uri!r} is unavailable during {what}: {getattr(exc, 'message', exc)}",
+            detail={"uri": self.uri},
+        )
+
+    def _ensure_loaded(self, name: str) -> None:
+        from pymilvus.client.types import LoadState
+
+        if not self._client.has_collection(name):
+            return  # the call itself says what is missing
+        if self._client.get_load_state(name).get("state") != LoadState.Loaded:
+            self._client.load_collection(name)
+        self._loaded.add(name)
 
     def close(self) -> None:
         self._client.close()
@@ -190,8 +281,7 @@ class VectorStore:
     # --- collections ---------------------------------------------------------------------------
 
     def has(self, name: str) -> bool:
-        with self._guard("has_collection"):
-            return bool(self._client.has_collection(name))
+        return self._run("has_collection", lambda: bool(self._client.has_collection(name)))
 
     def ensure_collection(
         self,
@@ -202,73 +292,81 @@ class VectorStore:
         index_params: dict[str, Any] | None = None,
     ) -> None:
         """Create the collection with its schema and indexes if it does not exist; load it."""
+        self._run("ensure_collection", lambda: self._create(name, dim, index_type, index_params))
+        self._loaded.add(name)
+
+    def _create(
+        self, name: str, dim: int, index_type: IndexType, index_params: dict[str, Any] | None
+    ) -> None:
         from pymilvus import DataType, Function, FunctionType
 
-        with self._guard("ensure_collection"):
-            if self._client.has_collection(name):
-                self._client.load_collection(name)
-                return
-            c = self._client
-            schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
-            schema.add_field("document_id", DataType.VARCHAR, max_length=ID_MAX_BYTES)
-            schema.add_field("collection_id", DataType.VARCHAR, max_length=ID_MAX_BYTES)
-            schema.add_field("page_no", DataType.INT64)
-            schema.add_field("chunk_index", DataType.INT64)
-            schema.add_field("kind", DataType.VARCHAR, max_length=16)
-            schema.add_field("section", DataType.VARCHAR, max_length=SECTION_MAX_BYTES)
-            schema.add_field("title", DataType.VARCHAR, max_length=TITLE_MAX_BYTES)
-            schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_BYTES)
-            schema.add_field(
-                "tokens",
-                DataType.VARCHAR,
-                max_length=TOKENS_MAX_BYTES,
-                enable_analyzer=True,
-                analyzer_params={"tokenizer": "standard"},
+        if self._client.has_collection(name):
+            self._client.load_collection(name)
+            return
+        c = self._client
+        schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=ID_MAX_BYTES)
+        schema.add_field("document_id", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+        schema.add_field("collection_id", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+        schema.add_field("page_no", DataType.INT64)
+        schema.add_field("chunk_index", DataType.INT64)
+        schema.add_field("kind", DataType.VARCHAR, max_length=16)
+        schema.add_field("section", DataType.VARCHAR, max_length=SECTION_MAX_BYTES)
+        schema.add_field("title", DataType.VARCHAR, max_length=TITLE_MAX_BYTES)
+        schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_BYTES)
+        schema.add_field(
+            "tokens",
+            DataType.VARCHAR,
+            max_length=TOKENS_MAX_BYTES,
+            enable_analyzer=True,
+            analyzer_params={"tokenizer": "standard"},
+        )
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("owner_id", DataType.VARCHAR, max_length=ID_MAX_BYTES)
+        schema.add_field("visibility", DataType.VARCHAR, max_length=16)
+        schema.add_field(
+            "allowed_roles",
+            DataType.ARRAY,
+            element_type=DataType.VARCHAR,
+            max_capacity=ROLES_MAX,
+            max_length=ID_MAX_BYTES,
+        )
+        # allowed_roles again as " user viewer ": the ACL filter matches it with `like`, because
+        # array_contains cannot be indexed in Milvus Lite and scans every row (measured at 10k
+        # rows: 945 ms with array_contains, 9 ms with like).
+        schema.add_field("reader_roles", DataType.VARCHAR, max_length=ROLES_MAX * (ID_MAX_BYTES + 1) + 1)
+        schema.add_field(
+            "tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=TAGS_MAX,
+            max_length=TAG_MAX_BYTES,
+        )
+        schema.add_field("created_at", DataType.INT64)
+        schema.add_function(
+            Function(
+                name="tokens_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["tokens"],
+                output_field_names=["sparse"],
             )
-            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
-            schema.add_field("owner_id", DataType.VARCHAR, max_length=ID_MAX_BYTES)
-            schema.add_field("visibility", DataType.VARCHAR, max_length=16)
-            schema.add_field(
-                "allowed_roles",
-                DataType.ARRAY,
-                element_type=DataType.VARCHAR,
-                max_capacity=ROLES_MAX,
-                max_length=ID_MAX_BYTES,
-            )
-            # allowed_roles again as " user viewer ": the ACL filter matches it with `like`, because
-            # array_contains cannot be indexed in Milvus Lite and scans every row (measured at 10k
-            # rows: 945 ms with array_contains, 9 ms with like).
-            schema.add_field("reader_roles", DataType.VARCHAR, max_length=ROLES_MAX * (ID_MAX_BYTES + 1) + 1)
-            schema.add_field(
-                "tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=TAGS_MAX,
-                max_length=TAG_MAX_BYTES,
-            )
-            schema.add_field("created_at", DataType.INT64)
-            schema.add_function(
-                Function(
-                    name="tokens_bm25",
-                    function_type=FunctionType.BM25,
-                    input_field_names=["tokens"],
-                    output_field_names=["sparse"],
-                )
-            )
-            dense = DenseIndex(index_type=index_type)
-            params = {**dense.build_params(), **(index_params or {})}
-            idx = c.prepare_index_params()
-            idx.add_index("dense", index_type=index_type, metric_type="COSINE", params=params)
-            idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-            # Scalar indexes on the fields the ACL filter reads (Milvus Lite cannot index ARRAY).
-            for scalar in ("document_id", "collection_id", "owner_id", "visibility"):
-                idx.add_index(scalar, index_type="INVERTED")
-            c.create_collection(name, schema=schema, index_params=idx)
-            c.load_collection(name)
+        )
+        dense = DenseIndex(index_type=index_type)
+        params = {**dense.build_params(), **(index_params or {})}
+        idx = c.prepare_index_params()
+        idx.add_index("dense", index_type=index_type, metric_type="COSINE", params=params)
+        idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        # Scalar indexes on the fields the ACL filter reads (Milvus Lite cannot index ARRAY).
+        for scalar in ("document_id", "collection_id", "owner_id", "visibility"):
+            idx.add_index(scalar, index_type="INVERTED")
+        c.create_collection(name, schema=schema, index_params=idx)
+        c.load_collection(name)
 
     def drop(self, name: str) -> None:
-        with self._guard("drop_collection"):
+        def drop() -> None:
             if self._client.has_collection(name):
                 self._client.drop_collection(name)
+
+        self._run("drop_collection", drop)
+        self._loaded.discard(name)
 
     # --- rows ----------------------------------------------------------------------------------
 
@@ -277,23 +375,26 @@ class VectorStore:
         ~50× slower). Running it twice with the same rows leaves the same rows."""
         if not rows:
             return 0
-        with self._guard("upsert"):
+        def upsert() -> None:
             for i in range(0, len(rows), _UPSERT_BATCH):
                 self._client.upsert(name, [r.to_entity() for r in rows[i : i + _UPSERT_BATCH]])
             self._client.flush(name)
+
+        self._run("upsert", upsert)
         return len(rows)
 
     def delete_document(self, name: str, document_id: str) -> None:
-        with self._guard("delete"):
+        def delete() -> None:
             self._client.delete(name, filter=f"document_id == {quote(document_id)}")
             self._client.flush(name)
 
+        self._run("delete", delete, collection=name)
+
     def count(self, name: str, document_id: str | None = None) -> int:
         expr = f"document_id == {quote(document_id)}" if document_id is not None else ""
-        with self._guard("count"):
-            res = self._client.query(
-                name, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
-            )
+        res = self._run("count", lambda: self._client.query(
+            name, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
+        ), collection=name)
         return int(res[0]["count(*)"]) if res else 0
 
     # --- search --------------------------------------------------------------------------------
@@ -353,14 +454,10 @@ class VectorStore:
             leg_weights.append(weights[1])
         if not reqs:
             return []
-        with self._guard("hybrid_search"):
-            res = self._client.hybrid_search(
-                name,
-                reqs=reqs,
-                ranker=RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(*leg_weights, norm_score=True),
-                limit=limit,
-                output_fields=_OUTPUT_FIELDS,
-            )
+        ranker = RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(*leg_weights, norm_score=True)
+        res = self._run("hybrid_search", lambda: self._client.hybrid_search(
+            name, reqs=reqs, ranker=ranker, limit=limit, output_fields=_OUTPUT_FIELDS,
+        ), collection=name)
         return _hits(res[0] if res else [])
 
     def search_dense(
@@ -369,32 +466,30 @@ class VectorStore:
     ) -> list[Hit]:
         """The dense leg alone (benchmarks compare it with BM25-only and hybrid)."""
         index = search_params or DenseIndex()
-        with self._guard("search"):
-            res = self._client.search(
-                name,
-                data=[np.asarray(dense, dtype=np.float32).reshape(-1).tolist()],
-                anns_field="dense",
-                search_params={"metric_type": "COSINE", "params": index.search_params(limit)},
-                filter=filter_expr,
-                limit=limit,
-                output_fields=_OUTPUT_FIELDS,
-            )
+        res = self._run("search", lambda: self._client.search(
+            name,
+            data=[np.asarray(dense, dtype=np.float32).reshape(-1).tolist()],
+            anns_field="dense",
+            search_params={"metric_type": "COSINE", "params": index.search_params(limit)},
+            filter=filter_expr,
+            limit=limit,
+            output_fields=_OUTPUT_FIELDS,
+        ), collection=name)
         return _hits(res[0] if res else [])
 
     def search_bm25(self, name: str, query_tokens: str, *, filter_expr: str, limit: int = 20) -> list[Hit]:
         """The BM25 leg alone."""
         if not query_tokens.strip():
             return []
-        with self._guard("search"):
-            res = self._client.search(
-                name,
-                data=[query_tokens],
-                anns_field="sparse",
-                search_params={"metric_type": "BM25", "params": {}},
-                filter=filter_expr,
-                limit=limit,
-                output_fields=_OUTPUT_FIELDS,
-            )
+        res = self._run("search", lambda: self._client.search(
+            name,
+            data=[query_tokens],
+            anns_field="sparse",
+            search_params={"metric_type": "BM25", "params": {}},
+            filter=filter_expr,
+            limit=limit,
+            output_fields=_OUTPUT_FIELDS,
+        ), collection=name)
         return _hits(res[0] if res else [])
 
 
@@ -443,3 +538,32 @@ def quote(value: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+def open_vector_store(settings: Settings) -> VectorStore:
+    """The vector store ``settings`` name: ``BUNKO_MILVUS_URI``, else the embedded default (Milvus's
+    C++ engine for the data directory when it is installed, else a Milvus Lite file)."""
+    if settings.milvus_uri:
+        return VectorStore(settings.milvus_uri, token=settings.milvus_token)
+    from bunko.errors import ConfigError
+    from bunko.store.milvus_local import LocalMilvus, find_engine
+
+    binary = None if settings.embedded_milvus == "lite" else find_engine(settings.milvus_engine_dir)
+    if binary is None:
+        if settings.embedded_milvus == "engine":
+            raise ConfigError(
+                "BUNKO_EMBEDDED_MILVUS=engine but Milvus's C++ engine is not installed"
+                + (f" in {settings.milvus_engine_dir}" if settings.milvus_engine_dir else "")
+                + ": run `scripts/milvus-server.sh build` (make setup does), set BUNKO_MILVUS_ENGINE_DIR "
+                "to its folder, or use BUNKO_EMBEDDED_MILVUS=lite"
+            )
+        return VectorStore(str(settings.lite_milvus_path))
+    local = LocalMilvus(settings.engine_milvus_root, binary, idle_s=settings.milvus_idle_s)
+    with local.connect() as uri:
+        store = VectorStore(uri, local=local)
+        store._run("list_collections", store._client.list_collections)  # connected before the lock goes
+    if settings.lite_milvus_path.exists():
+        from bunko.store.vector_upgrade import copy_lite_collections
+
+        copy_lite_collections(settings.lite_milvus_path, store)
+    return store

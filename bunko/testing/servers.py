@@ -127,3 +127,28 @@ def milvus_server(data_dir: str | Path, *, startup_timeout_s: float = 60.0) -> I
         yield uri
     finally:
         stop_process(proc)
+
+
+def stop_embedded_engines(under: str | Path) -> int:
+    """SIGTERM every embedded Milvus engine supervisor (``bunko.store.milvus_local``) whose data
+    directory lies under ``under``; return how many were signalled. Tests call it so the engines
+    their data directories started do not wait out their idle time."""
+    import signal
+
+    root = str(Path(under).resolve())
+    n = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if "bunko.store.milvus_local" in args and "supervise" in args:
+            data = args[args.index("supervise") + 1]
+            if data == root or data.startswith(root + "/"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGTERM)
+                    n += 1
+    return n

@@ -30,7 +30,7 @@ from bunko.operator import planner, rayservice, schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM = ROOT / ".tools" / "bin" / "helm"
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "third_party"
 OVERLAYS = ["values.yaml", "values-rtx4090.yaml", "values-multigpu.yaml", "values-cpu.yaml"]
 RELEASE, NAMESPACE = "bunko", "bunko"
 K8S_VERSION = "1.30.0"

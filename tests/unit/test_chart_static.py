@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "bunko"
-REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE = ROOT / "third_party"
 PROCESSES = ["api", "worker", "operator", "serving"]
 
 
@@ -90,10 +90,10 @@ def _keys(tree: Any, prefix: str = "") -> set[str]:
     "overlay", ["values.yaml", "values-rtx4090.yaml", "values-multigpu.yaml", "values-cpu.yaml"]
 )
 def test_milvus_values_use_keys_the_milvus_5_0_19_chart_has(overlay):
-    """The Milvus archive is not here to render; its default values are (shared/reference): every
+    """The Milvus archive is not here to render; its default values are (third_party/milvus-helm-5.0.19): every
     key we set must be one of them, so a typo cannot silently do nothing."""
-    reference = yaml.safe_load((REFERENCE / "milvus-helm" / "values.yaml").read_text())
-    assert yaml.safe_load((REFERENCE / "milvus-helm" / "Chart.yaml").read_text())["version"] == "5.0.19"
+    reference = yaml.safe_load((REFERENCE / "milvus-helm-5.0.19" / "values.yaml").read_text())
+    assert yaml.safe_load((REFERENCE / "milvus-helm-5.0.19" / "Chart.yaml").read_text())["version"] == "5.0.19"
     ours = (yaml.safe_load((CHART / overlay).read_text()) or {}).get("milvus", {})
     known = _keys(reference) | {"enabled"}
     # Leaves under free-form maps (resources, extraEnv items) are not in the defaults.

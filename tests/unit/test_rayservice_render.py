@@ -20,7 +20,7 @@ from bunko.operator.status import contains, merge_patch
 
 ROOT = Path(__file__).resolve().parents[2]
 # shared/ sits beside the repository (here and in CI).
-KUBERAY = ROOT.parent / "shared" / "reference" / "kuberay-v1.7.0" / "ray.io_rayservices.yaml"
+KUBERAY = ROOT / "third_party" / "kuberay-v1.7.0" / "ray.io_rayservices.yaml"
 PIPELINE_EXAMPLES = sorted((ROOT / "crds" / "examples").glob("pipeline.*.yaml"))
 
 
