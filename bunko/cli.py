@@ -22,8 +22,15 @@ from bunko.errors import BunkoError
 
 app = typer.Typer(help="Bunko (文庫): question answering over Japanese PDFs with cited sources.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-console = Console()
-err = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """Rich's console; when output is not a terminal (a pipe, a CI log) it is wide enough that
+    tables do not wrap their cells, and progress is printed as plain lines (see _process)."""
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=200)
+
+
+console = _console()
+err = _console(stderr=True)
 
 # Exit codes: 1 = a command-level failure, 2 = bad input or configuration, 3 = a dependency is down.
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
@@ -122,10 +129,67 @@ def ingest(
         raise typer.Exit(EXIT_INVALID)
 
 
+def _report_lines(rt: Any, submitted: list[tuple[str, str]], worker: threading.Thread) -> int:
+    """Progress for a log: one line per document when it starts, completes or fails."""
+    from bunko.store.db import Document
+
+    names = dict(submitted)
+    started: set[str] = set()
+    pending = set(names)
+    failed = 0
+    t0 = time.monotonic()
+    while pending and worker.is_alive():
+        with rt.sessions() as s:
+            for doc_id in sorted(pending):
+                d = s.get(Document, doc_id)
+                if d is None:
+                    pending.discard(doc_id)
+                elif d.status in ("completed", "failed"):
+                    pending.discard(doc_id)
+                    elapsed = time.monotonic() - t0
+                    if d.status == "failed":
+                        failed += 1
+                        console.print(f"{names[doc_id]}: failed after {elapsed:.1f} s: {d.error}", highlight=False)
+                    else:
+                        console.print(f"{names[doc_id]}: completed, {d.page_count} page(s), {d.chunk_count} "
+                                      f"chunk(s), {elapsed:.1f} s", highlight=False)
+                elif d.status == "processing" and doc_id not in started:
+                    started.add(doc_id)
+                    console.print(f"{names[doc_id]}: processing", highlight=False)
+        time.sleep(0.3)
+    return failed
+
+
+def _progress_bars(rt: Any, submitted: list[tuple[str, str]], worker: threading.Thread) -> int:
+    """Progress on a terminal: a live bar per document with its stage."""
+    from bunko.store.db import Document
+
+    failed = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[stage]}"), TimeElapsedColumn(), console=console) as bar:
+        tasks = {doc_id: bar.add_task(name[:40], total=1.0, stage="queued") for doc_id, name in submitted}
+        pending = set(tasks)
+        while pending:
+            with rt.sessions() as s:
+                for doc_id in list(pending):
+                    d = s.get(Document, doc_id)
+                    if d is None:
+                        pending.discard(doc_id)
+                        continue
+                    stage = d.stage if d.status != "failed" else f"[red]failed: {d.error}[/red]"
+                    bar.update(tasks[doc_id], completed=d.progress, stage=stage)
+                    if d.status in ("completed", "failed"):
+                        pending.discard(doc_id)
+                        failed += d.status == "failed"
+            if not worker.is_alive():
+                break
+            time.sleep(0.3)
+    return failed
+
+
 def _process_with_progress(rt: Any, submitted: list[tuple[str, str]]) -> None:
     from bunko.ingest.pipeline import make_processor
     from bunko.ingest.worker import run_worker
-    from bunko.store.db import Document
 
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(rt.settings, make_processor(rt)),
@@ -133,25 +197,10 @@ def _process_with_progress(rt: Any, submitted: list[tuple[str, str]]) -> None:
     worker.start()
     failed = 0
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                      TextColumn("{task.fields[stage]}"), TimeElapsedColumn(), console=console) as bar:
-            tasks = {doc_id: bar.add_task(name[:40], total=1.0, stage="queued") for doc_id, name in submitted}
-            pending = set(tasks)
-            while pending:
-                with rt.sessions() as s:
-                    for doc_id in list(pending):
-                        d = s.get(Document, doc_id)
-                        if d is None:
-                            pending.discard(doc_id)
-                            continue
-                        stage = d.stage if d.status != "failed" else f"[red]failed: {d.error}[/red]"
-                        bar.update(tasks[doc_id], completed=d.progress, stage=stage)
-                        if d.status in ("completed", "failed"):
-                            pending.discard(doc_id)
-                            failed += d.status == "failed"
-                if not worker.is_alive():
-                    break
-                time.sleep(0.3)
+        if not console.is_terminal:
+            failed = _report_lines(rt, submitted, worker)
+        else:
+            failed = _progress_bars(rt, submitted, worker)
     finally:
         stop.set()
         worker.join(timeout=30)

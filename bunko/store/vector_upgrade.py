@@ -10,9 +10,10 @@ the copy; the Lite file itself is left in place for the user to delete.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
-from bunko.store.vectors import VectorStore
+from bunko.store.vectors import IndexType, VectorStore
 
 log = logging.getLogger(__name__)
 MARKER = "copied-to-engine"
@@ -39,10 +40,10 @@ def copy_lite_collections(lite_path: Path, engine: VectorStore) -> int:
                 rows = it.next()
                 if not rows:
                     break
-                engine._run("upsert", lambda rows=rows: engine._client.upsert(name, rows))
+                engine._run("upsert", partial(engine._client.upsert, name, rows))
                 copied += len(rows)
             it.close()
-            engine._run("flush", lambda name=name: engine._client.flush(name))
+            engine._run("flush", partial(engine._client.flush, name))
             log.info("copied %s from the Milvus Lite file %s into the embedded engine", name, lite_path)
     finally:
         lite.close()
@@ -50,6 +51,6 @@ def copy_lite_collections(lite_path: Path, engine: VectorStore) -> int:
     return copied
 
 
-def _engine_index(index_type: str | None) -> str:
+def _engine_index(index_type: str | None) -> IndexType:
     # The local engine builds FLAT and IVF_FLAT only (HNSW needs a Milvus server).
     return "IVF_FLAT" if index_type == "IVF_FLAT" else "FLAT"

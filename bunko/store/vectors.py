@@ -160,8 +160,14 @@ def _quiet_pymilvus() -> None:
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 
 
-def _grpc_options(uri: str) -> dict[str, Any]:
-    """Keepalive settings for local engines. pymilvus pings every 10 s even with no call in flight;
+def _client_options(uri: str) -> dict[str, Any]:
+    """Client settings for local engines.
+
+    A dedicated connection: pymilvus shares one connection per address between clients and never
+    closes it, even when the last client closes; the embedded engine stops when no connection
+    is left, so each store owns and closes its own.
+
+    Keepalive: pymilvus pings every 10 s even with no call in flight;
     a gRPC server with default settings (Milvus Lite's in-process server, the local C++ engine)
     allows a ping only every 5 minutes and answers the third early one with GOAWAY
     ``too_many_pings``. A loopback connection needs no keepalive, so local URIs ping only while a
@@ -171,6 +177,7 @@ def _grpc_options(uri: str) -> dict[str, Any]:
     if not local:
         return {}
     return {
+        "dedicated": True,
         "grpc_options": {
             "grpc.keepalive_time_ms": 300_000,
             "grpc.keepalive_permit_without_calls": 0,
@@ -206,7 +213,7 @@ class VectorStore:
 
         _quiet_pymilvus()
         try:
-            return MilvusClient(uri=uri, token=self._token, timeout=self._timeout, **_grpc_options(uri))
+            return MilvusClient(uri=uri, token=self._token, timeout=self._timeout, **_client_options(uri))
         except Exception as exc:
             raise StoreUnavailable(
                 f"cannot reach Milvus at {uri!r}: {getattr(exc, 'message', exc)}. "
