@@ -392,5 +392,68 @@ def serve(
 
 _register_optional()
 
+
+def _error_log() -> Path:
+    """Where the CLI writes what it does not show: the traceback of an unexpected failure."""
+    import os
+
+    base = Path(os.environ.get("BUNKO_DATA_DIR", ".bunko"))
+    try:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return base / "cli-errors.log"
+    except OSError:
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"bunko-cli-errors-{os.getuid()}.log"
+
+
+def main() -> None:
+    """The ``bunko`` console script: every failure is a message and an exit code (1 failed,
+    2 invalid input or configuration, 3 a dependency is down), never a traceback; the detail of an
+    unexpected one goes to a log file the message names."""
+    import os
+
+    from bunko.errors import Unavailable
+
+    try:
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except ValidationError as exc:
+        err.print("[red]invalid configuration:[/red]")
+        for e in exc.errors():
+            err.print(f"  BUNKO_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}")
+        sys.exit(EXIT_INVALID)
+    except BunkoError as exc:
+        err.print(f"[red]error ({exc.code}):[/red] {exc.message}")
+        sys.exit(EXIT_UNAVAILABLE if isinstance(exc, Unavailable) else EXIT_INVALID)
+    except Exception as exc:
+        import traceback
+
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        if type(exc).__name__ == "Abort":  # Ctrl-C at a prompt (typer vendors its own click)
+            err.print("aborted")
+            sys.exit(130)
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a usage error: click's own message, e.g. "Missing argument 'QUESTION'"
+            sys.exit(exc.exit_code)
+        if isinstance(exc, OperationalError | InterfaceError):
+            first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            err.print(f"[red]error (store_unavailable):[/red] the database is unreachable ({first}); "
+                      "check BUNKO_DATABASE_URL and that the server is up", highlight=False)
+            sys.exit(EXIT_UNAVAILABLE)
+
+        log = _error_log()
+        with open(log, "a", encoding="utf-8", opener=lambda p, f: os.open(p, f, 0o600)) as fh:
+            fh.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} bunko {' '.join(sys.argv[1:])}\n")
+            traceback.print_exc(file=fh)
+        err.print(f"[red]unexpected error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        err.print(f"the details are in {log}; please include them when you report it")
+        sys.exit(EXIT_FAILED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()
