@@ -17,9 +17,12 @@ The chunks are synthetic Japanese sentences; their dense vectors are random unit
 real dimension (384), which is what matters for index and search cost (embedding 100k chunks with
 the CPU model would take hours here). Prints tables; never part of the test pass/fail.
 
-Each is run on two Milvus engines, chosen with ``--engines``:
+Each is run on Milvus engines chosen with ``--engines``:
 
-* ``lite``: the embedded default, a Milvus Lite file (milvus-lite 3.x, a pure-Python engine whose
+* ``embedded``: the embedded default exactly as ``bunko`` opens it for a data directory
+  (``bunko.store.vectors.open_vector_store``): Milvus's C++ engine run by Bunko as a loopback
+  server (``bunko.store.milvus_local``);
+* ``lite``: a Milvus Lite file (the embedded default before the engine, and its fallback) (milvus-lite 3.x, a pure-Python engine whose
   every search walks every row in Python, so its latency grows linearly with the collection);
 * ``server``: Milvus's C++ engine (segcore/knowhere, what the chart's Milvus runs) as a gRPC server
   on loopback, reached by URI exactly like a Milvus deployment: the ``milvus`` binary of
@@ -48,7 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bunko.models.embedding import load_embedder
 from bunko.retrieve.acl import acl_filter
 from bunko.retrieve.types import Principal, QueryFilters
-from bunko.store.vectors import VectorRow, VectorStore
+from bunko.settings import Settings
+from bunko.store.vectors import VectorRow, VectorStore, open_vector_store
 from bunko.testing.servers import milvus_server
 from bunko.text.tokenize import index_tokens, query_tokens
 
@@ -157,7 +161,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
     ap.add_argument("--queries", type=int, default=None)
     ap.add_argument("--no-langchain", action="store_true")
-    ap.add_argument("--engines", nargs="+", choices=["lite", "server"], default=["lite", "server"])
+    ap.add_argument("--engines", nargs="+", choices=["embedded", "lite", "server"],
+                    default=["embedded", "lite"])
     ap.add_argument("--milvus-uri", default=None, help="an existing Milvus server for the server engine")
     args = ap.parse_args()
     sizes = args.sizes or ([10_000] if args.quick else [10_000, 100_000])
@@ -174,22 +179,27 @@ def main() -> None:
     for engine in args.engines:
         with tempfile.TemporaryDirectory() as tmpdir, contextlib.ExitStack() as stack:
             tmp = Path(tmpdir)
-            if engine == "lite":
-                uri = str(tmp / "bunko.db")
-            elif args.milvus_uri:
-                uri = args.milvus_uri
+            if engine == "embedded":
+                settings = Settings(_env_file=None, data_dir=tmp / "data", embedded_milvus="engine")  # type: ignore[call-arg]
+                store = open_vector_store(settings)
+                uri = store.uri
             else:
-                uri = stack.enter_context(milvus_server(tmp / "server"))
+                if engine == "lite":
+                    uri = str(tmp / "bunko.db")
+                elif args.milvus_uri:
+                    uri = args.milvus_uri
+                else:
+                    uri = stack.enter_context(milvus_server(tmp / "server"))
+                store = VectorStore(uri)
             print(f"\n=== engine {engine}: {uri}", flush=True)
-            run_engine(engine, uri, sizes, nq, questions, qvecs, expr, embedder, rng, results,
+            run_engine(engine, store, uri, sizes, nq, questions, qvecs, expr, embedder, rng, results,
                        langchain=not args.no_langchain)
     print_table(results)
 
 
-def run_engine(engine: str, uri: str, sizes: list[int], nq: int, questions: list[str],
+def run_engine(engine: str, store: VectorStore, uri: str, sizes: list[int], nq: int, questions: list[str],
                qvecs: np.ndarray, expr: str, embedder: Any, rng: np.random.Generator,
                results: list[Result], *, langchain: bool) -> None:
-    store = VectorStore(uri)
     store.drop("q")
     store.ensure_collection("q", DIM)
     all_texts: list[str] = []
@@ -251,13 +261,13 @@ def run_engine(engine: str, uri: str, sizes: list[int], nq: int, questions: list
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"\n{'engine':<7} {'chunks':>7}  {'method':<22} {'embedding':<9} {'p50 ms':>8} {'p95 ms':>8} "
+    print(f"\n{'engine':<8} {'chunks':>7}  {'method':<22} {'embedding':<9} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'mean':>8}  p95 ratio to bunko", flush=True)
     for engine, size, method, emb_mode, xs in results:
         ref = next(r for r in results
                    if r[:2] == (engine, size) and r[2].startswith("bunko") and r[3] == emb_mode)[4]
         ratio = pct(xs, 95) / pct(ref, 95)
-        print(f"{engine:<7} {size:>7}  {method:<22} {emb_mode:<9} {pct(xs, 50):>8.1f} {pct(xs, 95):>8.1f} "
+        print(f"{engine:<8} {size:>7}  {method:<22} {emb_mode:<9} {pct(xs, 50):>8.1f} {pct(xs, 95):>8.1f} "
               f"{statistics.mean(xs):>8.1f}  {ratio:>5.2f}x", flush=True)
 
 if __name__ == "__main__":
