@@ -7,6 +7,8 @@ own error type with a message that says what was wrong and what to do.
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from bunko.ingest.types import PdfInfo
 from bunko.settings import Settings
 
 MAGIC_WINDOW = 1024  # the PDF spec lets the header sit anywhere in the first 1024 bytes
+
+log = logging.getLogger(__name__)
 
 
 def _mb(n: int) -> str:
@@ -61,14 +65,11 @@ def validate_pdf(
         what="opening the PDF",
     )
     if info.security_revision != -1:
-        # It opened without a password, so only an owner password is set: the author restricted
-        # copying or extraction, and Bunko honours that instead of stripping it.
-        raise EncryptedPdf(
-            f"the PDF is encrypted (security handler revision {info.security_revision}) with "
-            "usage restrictions set by its owner, though it opens without a password; Bunko does not "
-            "ingest encrypted PDFs. Save an unencrypted copy (e.g. `qpdf --decrypt in.pdf out.pdf`) "
-            "if you are allowed to, and upload that."
-        )
+        # It opened without a password, so only an owner password is set ("permissions"): every
+        # reader opens such a file and shows its text, and so does Bunko. A user password is
+        # refused where the file is opened (bunko.ingest.pdf), since no one can read it without it.
+        log.info("the PDF carries an owner password only (security handler revision %d): ingested",
+                 info.security_revision)
     if info.page_count == 0:
         raise EmptyPdf("the PDF has no pages; there is nothing to read. Check the export settings.")
     if info.page_count > max_pages:

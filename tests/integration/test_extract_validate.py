@@ -48,7 +48,6 @@ def test_title_falls_back_to_the_file_name(bad, settings):
     [
         ("corrupt", CorruptPdf, "damaged"),
         ("encrypted", EncryptedPdf, "password"),
-        ("encrypted_no_password", EncryptedPdf, "restrictions"),
         ("empty", EmptyPdf, "empty"),
         ("no_pages", EmptyPdf, "no readable pages"),
         ("not_pdf", NotAPdf, "not a PDF"),
@@ -78,3 +77,10 @@ def test_magic_may_sit_after_leading_junk(samples, settings, tmp_path):
     shifted = tmp_path / "shifted.pdf"
     shifted.write_bytes(b"\n" * 100 + samples["born_digital.pdf"].read_bytes())
     assert validate_pdf(shifted, **LIMITS, settings=settings).page_count == S.BORN_DIGITAL_PAGES
+
+
+def test_a_pdf_with_only_an_owner_password_is_accepted(bad, settings):
+    """Every reader opens a PDF whose only password is the owner's (copy/print restrictions):
+    it is validated like any other, not refused as encrypted."""
+    info = validate_pdf(bad["encrypted_no_password"], **LIMITS, settings=settings)
+    assert info.page_count == 1

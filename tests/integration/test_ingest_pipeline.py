@@ -158,6 +158,17 @@ def test_duplicate_upload_is_detected_per_collection(rt, coll, samples):
     assert _submit(rt, other, samples["born_digital.pdf"]) != first
 
 
+def test_a_pdf_with_only_an_owner_password_is_ingested(rt, coll, bad):
+    """Copy/print restrictions with no password to open: every reader shows its text, so Bunko
+    ingests it; only a user password (one needed to open the file) is refused."""
+    doc_id = _submit(rt, coll, bad["encrypted_no_password"])
+    _drain(rt)
+    doc = _doc(rt, doc_id)
+    assert doc.status == "completed", doc.error
+    text = "".join(c.text for c in _chunks(rt, doc_id)).replace("\n", "")
+    assert S.BORN_DIGITAL_SENTENCES[0] in text
+
+
 @pytest.mark.parametrize(
     ("name", "error", "words"),
     [
