@@ -436,9 +436,10 @@ def main() -> None:
         if type(exc).__name__ == "Abort":  # Ctrl-C at a prompt (typer vendors its own click)
             err.print("aborted")
             sys.exit(130)
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        usage_code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(usage_code, int):
             exc.show()  # a usage error: click's own message, e.g. "Missing argument 'QUESTION'"
-            sys.exit(exc.exit_code)
+            sys.exit(usage_code)
         if isinstance(exc, OperationalError | InterfaceError):
             first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             err.print(f"[red]error (store_unavailable):[/red] the database is unreachable ({first}); "

@@ -1,7 +1,10 @@
 """Extractive answers: with no LLM configured, the best sentences of the top passages, cited.
 
 Nothing is written that the documents do not say: each line of the answer is a sentence (or a
-table row, under its header row) copied from a passage, followed by that passage's ``[文書N]``.
+table row) copied from a passage, followed by that passage's ``[文書N]``; rows of one table come
+under its header row, shown once. Header rows and table-of-contents lines are never answers. The
+answer carries no label: the response's ``mode`` ("extractive") says how it was made, and the web
+page shows it as a badge.
 
 Scoring, per sentence: the share of the question's terms (Sudachi + bigrams, as BM25 sees them,
 function words dropped) that the sentence contains, each term weighted by its rarity among the
@@ -17,10 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bunko.retrieve.types import Hit
+from bunko.text.navigation import is_toc_line
 from bunko.text.tokenize import Analyzer, query_tokens
-
-EXTRACTIVE_LABEL = "（抽出回答）"
-EXTRACTIVE_NOTE = "文書から関連する記述をそのまま抜き出しました。"
 
 _ANALYZER = Analyzer(drop_function_words=True)
 _SENTENCE_END = re.compile(r"(?<=[。！？!?])|\n")
@@ -33,8 +34,9 @@ _MAX_SENTENCE_CHARS = 300
 
 @dataclass(frozen=True)
 class _Sentence:
-    text: str  # what is shown: the sentence, or a table header + row
-    terms: frozenset[str]
+    text: str  # what is shown: the sentence, or a table row
+    terms: frozenset[str]  # of the sentence, or of a row with its header
+    header: str  # a table row's header row; "" for a sentence
     block: int  # 1-based context block number
     rank: int  # the passage's rank, 0 = best
     position: int  # order inside the passage, for stable ties
@@ -65,25 +67,26 @@ def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
     for rank, hit in enumerate(hits):
         header = ""
         for pos, sentence in enumerate(split_sentences(hit.text)):
-            if _TABLE_RULE.match(sentence):
+            if _TABLE_RULE.match(sentence) or len(sentence) < 2 or is_toc_line(sentence):
                 continue
-            shown = sentence
+            row_header = ""
             if _TABLE_ROW.match(sentence):
-                if not header:
-                    header = sentence  # the first row of a Markdown table is its header
-                else:
-                    shown = f"{header}\n{sentence}"
-            if len(sentence) < 2:
-                continue
+                if not header or sentence == header:
+                    header = sentence  # the first row of a Markdown table is its header: not an answer
+                    continue
+                row_header = header
+            else:
+                header = ""
             # A table row is scored with its header: "九州の売上高" matches the row "| 九州 | 45 |"
             # only through the column name "売上高".
-            out.append(_Sentence(shown[:_MAX_SENTENCE_CHARS], _terms(shown), rank + 1, rank, pos))
+            terms = _terms(f"{row_header}\n{sentence}" if row_header else sentence)
+            out.append(_Sentence(sentence[:_MAX_SENTENCE_CHARS], terms, row_header, rank + 1, rank, pos))
     return out
 
 
 def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int = 3) -> str:
     """The answer text for ``question`` from ``hits``, which are the context blocks in order
-    (``hits[0]`` is ``[文書1]``). Starts with :data:`EXTRACTIVE_LABEL`."""
+    (``hits[0]`` is ``[文書1]``)."""
     if not hits:
         raise ValueError("extractive_answer needs at least one passage")
     candidates = _candidates(hits)
@@ -103,14 +106,21 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
     chosen: list[_Sentence] = []
     seen: set[str] = set()
     for c in ranked:
-        if c.text in seen:
+        key = re.sub(r"\s+", "", c.text)
+        if key in seen:
             continue
-        seen.add(c.text)
+        seen.add(key)
         chosen.append(c)
         if len(chosen) >= max_sentences:
             break
     if not chosen and candidates:
         # No shared term (a paraphrased question): the opening of the best passage is the best guess.
         chosen = [candidates[0]]
-    lines = [f"{c.text} [文書{c.block}]" for c in chosen]
-    return f"{EXTRACTIVE_LABEL}{EXTRACTIVE_NOTE}\n" + "\n".join(lines)
+    lines: list[str] = []
+    shown_header = ""
+    for c in chosen:
+        if c.header and c.header != shown_header:
+            lines.append(c.header)
+        shown_header = c.header
+        lines.append(f"{c.text} [文書{c.block}]")
+    return "\n".join(lines)

@@ -7,12 +7,11 @@ own error type with a message that says what was wrong and what to do.
 
 from __future__ import annotations
 
-import logging
-
 import hashlib
+import logging
 from pathlib import Path
 
-from bunko.errors import DocumentTooLarge, EmptyPdf, EncryptedPdf, NotAPdf, TooManyPages
+from bunko.errors import DocumentTooLarge, EmptyPdf, NotAPdf, TooManyPages
 from bunko.ingest.pdf import DocInfo, child_open
 from bunko.ingest.sandbox import run_sandboxed
 from bunko.ingest.types import PdfInfo

@@ -17,6 +17,7 @@ from bunko.retrieve.acl import acl_filter
 from bunko.retrieve.query import KEYWORD_SHIFT, PreparedQuery
 from bunko.retrieve.types import Hit, Principal, QueryFilters
 from bunko.store.vectors import DenseIndex, VectorStore
+from bunko.text.navigation import is_navigation
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,15 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def navigation_last(hits: list[Hit]) -> list[Hit]:
+    """``hits`` with table-of-contents / index passages moved behind every other passage (order
+    kept within each group). A TOC page repeats the words of every heading, so it matches a
+    question about a section as well as the section's own page does, but it answers nothing: on
+    maint-guide-ja, "debian/rules ファイルはどんな役割を持っていますか？" ranked the TOC first."""
+    body = [h for h in hits if not is_navigation(h.text)]
+    return body + [h for h in hits if is_navigation(h.text)]
+
+
 def rerank(reranker: Reranker, query: str, hits: list[Hit], *, top_k: int, threshold: float) -> list[Hit]:
     """The ``top_k`` best hits by cross-encoder score, dropping those below ``threshold``."""
     if not hits:
@@ -111,8 +121,11 @@ def search(
     t2 = time.perf_counter()
     timings["search"] = (t2 - t1) * 1000
     candidates = len(hits)
+    hits = navigation_last(hits)
     if reranker is None:
         return SearchResult(hits[: params.rerank_top_k], False, candidates, weights, timings)
-    top = rerank(reranker, prepared.text, hits, top_k=params.rerank_top_k, threshold=params.rerank_threshold)
+    top = navigation_last(
+        rerank(reranker, prepared.text, hits, top_k=params.rerank_top_k, threshold=params.rerank_threshold)
+    )
     timings["rerank"] = (time.perf_counter() - t2) * 1000
     return SearchResult(top, True, candidates, weights, timings)

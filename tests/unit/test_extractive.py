@@ -1,7 +1,8 @@
-"""Extractive answers: the best sentences of the passages, cited, labelled, never invented."""
+"""Extractive answers: the best sentences of the passages, cited, never invented; the label is
+the response's mode, not text in the answer."""
 
 from bunko.generate.citations import cited_numbers
-from bunko.generate.extractive import EXTRACTIVE_LABEL, extractive_answer, split_sentences
+from bunko.generate.extractive import extractive_answer, split_sentences
 from bunko.retrieve.types import Hit
 
 
@@ -21,15 +22,14 @@ def test_picks_the_matching_sentence_and_cites_its_passage():
         _hit(2, "研究開発費は三億円であった。設備投資は十億円であった。", 0.8),
     ]
     answer = extractive_answer("研究開発費はいくらですか", hits, max_sentences=1)
-    assert answer.startswith(EXTRACTIVE_LABEL)
-    assert "研究開発費は三億円であった。 [文書2]" in answer
+    assert answer == "研究開発費は三億円であった。 [文書2]"
     assert "本社" not in answer
 
 
 def test_every_line_is_copied_from_a_passage_with_a_valid_citation():
     hits = [_hit(1, "売上高は増加した。営業利益も増加した。"), _hit(2, "売上高の内訳は表の通り。")]
     answer = extractive_answer("売上高は増加しましたか", hits)
-    body = answer.splitlines()[1:]
+    body = answer.splitlines()
     assert body
     for line in body:
         sentence, _, cite = line.rpartition(" ")
@@ -47,10 +47,32 @@ def test_table_row_comes_with_its_header():
 def test_no_shared_term_falls_back_to_the_best_passage_opening():
     hits = [_hit(1, "猫は可愛い。犬も可愛い。"), _hit(2, "鳥は飛ぶ。")]
     answer = extractive_answer("ZZZ", hits)
-    assert answer.splitlines()[1] == "猫は可愛い。 [文書1]"
+    assert answer.splitlines()[0] == "猫は可愛い。 [文書1]"
 
 
 def test_duplicate_sentences_are_listed_once():
     hits = [_hit(1, "売上高は百億円。"), _hit(2, "売上高は百億円。")]
     answer = extractive_answer("売上高", hits)
     assert answer.count("売上高は百億円。") == 1
+
+
+def test_rows_of_one_table_come_under_one_header_and_the_header_is_never_an_answer():
+    # Two chunks of one large table, each with the header repeated (as the chunker splits tables).
+    head = "| 年度 | 項目 | 金額 |\n| --- | --- | --- |\n"
+    hits = [_hit(1, head + "| 2025年度 | 売上高 | 1,234億円 |", kind="table"),
+            _hit(2, head + "| 2024年度 | 売上高 | 1,102億円 |", kind="table")]
+    answer = extractive_answer("2025年度の売上高はいくらですか", hits)
+    lines = answer.splitlines()
+    assert lines[0] == "| 年度 | 項目 | 金額 |"
+    assert lines[1] == "| 2025年度 | 売上高 | 1,234億円 | [文書1]"
+    assert answer.count("| 年度 | 項目 | 金額 |") == 1
+
+
+def test_table_of_contents_lines_are_never_quoted():
+    toc = ("目次\n4.4 debian/rules ファイル ................ 31\n4.5 debian/control ファイル ......... 35\n"
+           "第5章 その他のファイル 40")
+    body = "debian/rules ファイルはパッケージを実際に作成するための Makefile です。"
+    answer = extractive_answer("debian/rules ファイルはどんな役割を持っていますか？",
+                               [_hit(1, toc, kind="table"), _hit(2, body)])
+    assert "......" not in answer and "31" not in answer
+    assert answer.splitlines()[0] == f"{body} [文書2]"
