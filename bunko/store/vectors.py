@@ -154,6 +154,11 @@ def _is_not_loaded(exc: BaseException) -> bool:
     return getattr(exc, "code", None) == 101 or "released" in text or "not loaded" in text
 
 
+def _is_empty_bm25(exc: BaseException) -> bool:
+    """The C++ engine's refusal to score BM25 where no row exists ("NaN or Inf value")."""
+    return "nan or inf" in f"{exc} {getattr(exc, 'message', '')}".lower()
+
+
 def _quiet_pymilvus() -> None:
     """pymilvus logs every failed RPC with a traceback before raising it; Bunko translates each
     failure into one BunkoError that its edge reports once, so those lines are only noise."""
@@ -462,9 +467,19 @@ class VectorStore:
         if not reqs:
             return []
         ranker = RRFRanker(rrf_k) if fusion == "rrf" else WeightedRanker(*leg_weights, norm_score=True)
-        res = self._run("hybrid_search", lambda: self._client.hybrid_search(
-            name, reqs=reqs, ranker=ranker, limit=limit, output_fields=_OUTPUT_FIELDS,
-        ), collection=name)
+        try:
+            res = self._run("hybrid_search", lambda: self._client.hybrid_search(
+                name, reqs=reqs, ranker=ranker, limit=limit, output_fields=_OUTPUT_FIELDS,
+            ), collection=name)
+        except Exception as exc:
+            if not _is_empty_bm25(exc):
+                raise
+            if weights[0] <= 0:
+                return []
+            # Milvus's C++ engine cannot score BM25 over a collection with no rows (its average
+            # document length is 0): the BM25 leg has nothing to find, the dense leg says so.
+            return self.search_dense(name, dense, filter_expr=filter_expr, limit=limit,
+                                     search_params=search_params)
         return _hits(res[0] if res else [])
 
     def search_dense(
@@ -488,7 +503,16 @@ class VectorStore:
         """The BM25 leg alone."""
         if not query_tokens.strip():
             return []
-        res = self._run("search", lambda: self._client.search(
+        try:
+            res = self._bm25(name, query_tokens, filter_expr, limit)
+        except Exception as exc:
+            if _is_empty_bm25(exc):
+                return []  # no rows to score (see hybrid_search)
+            raise
+        return _hits(res[0] if res else [])
+
+    def _bm25(self, name: str, query_tokens: str, filter_expr: str, limit: int) -> Any:
+        return self._run("search", lambda: self._client.search(
             name,
             data=[query_tokens],
             anns_field="sparse",
@@ -497,7 +521,6 @@ class VectorStore:
             limit=limit,
             output_fields=_OUTPUT_FIELDS,
         ), collection=name)
-        return _hits(res[0] if res else [])
 
 
 def _hits(rows: Any) -> list[Hit]:

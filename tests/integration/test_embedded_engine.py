@@ -180,3 +180,16 @@ def test_engine_asked_for_but_missing_is_a_clear_error(settings_factory, tmp_pat
     settings = settings_factory(embedded_milvus="engine", milvus_engine_dir=tmp_path / "nowhere")
     with pytest.raises(ConfigError, match=r"scripts/milvus-server\.sh build"):
         open_vector_store(settings)
+
+
+def test_searching_an_empty_collection_finds_nothing_instead_of_failing(engine_settings):
+    """The C++ engine refuses to score BM25 with no rows ("NaN or Inf"); an empty collection is an
+    ordinary state (created, nothing ingested yet, or every document deleted)."""
+    store = open_vector_store(engine_settings)
+    store.ensure_collection("empty", DIM, index_type="FLAT")
+    row = _rows("d", 1)[0]
+    assert _search(store, "empty", row) == []
+    assert store.search_bm25("empty", "本文", filter_expr="") == []
+    store.upsert("empty", [row])
+    store.delete_document("empty", "d")
+    assert _search(store, "empty", row) == []
