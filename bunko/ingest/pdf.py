@@ -223,7 +223,7 @@ def fit_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int
 
 @dataclass
 class _Item:
-    """One pdfium text rectangle (a run of characters on one line), in PDF space (y up)."""
+    """A run of characters on one line (see _text_items), in PDF space (y up)."""
 
     text: str
     left: float
@@ -233,100 +233,89 @@ class _Item:
     size: float
 
 
-class _TextPageReader:
-    """Raw pdfium text calls on one page, through ctypes cells and a text buffer reused for the
-    whole page: pypdfium2's helpers allocate on every call, which costs more than pdfium's work."""
-
-    def __init__(self, textpage: pdfium.PdfTextPage) -> None:
-        self.tp = textpage.raw
-        self.n_chars = int(pdfium_c.FPDFText_CountChars(self.tp))
-        self._left, self._bottom, self._right, self._top = (ctypes.c_double() for _ in range(4))
-        self._refs = [ctypes.byref(v) for v in (self._left, self._bottom, self._right, self._top)]
-        # Room for every character as a surrogate pair plus the line breaks pdfium puts between lines.
-        self._buffer_len = 3 * max(self.n_chars, 0) + 16
-        self._buffer = (ctypes.c_ushort * self._buffer_len)()
-
-    def rects(self) -> list[tuple[float, float, float, float]]:
-        """pdfium's text rectangles (left, bottom, right, top): one per run of consecutive
-        characters of one text object, in character order."""
-        if self.n_chars <= 0:
-            return []
-        p_left, p_bottom, p_right, p_top = self._refs
-        out = []
-        for i in range(pdfium_c.FPDFText_CountRects(self.tp, 0, -1)):
-            pdfium_c.FPDFText_GetRect(self.tp, i, p_left, p_top, p_right, p_bottom)
-            out.append((self._left.value, self._bottom.value, self._right.value, self._top.value))
-        return out
-
-    def bounded_text(self, left: float, bottom: float, right: float, top: float) -> str:
-        """The text inside a rectangle, in one call (pdfium writes UTF-16 with a final NUL)."""
-        tp, buffer, size = self.tp, self._buffer, self._buffer_len
-        n = pdfium_c.FPDFText_GetBoundedText(tp, left, top, right, bottom, buffer, size)
-        if n >= size:  # did not fit: ask for the length, then read it whole
-            size = 2 * pdfium_c.FPDFText_GetBoundedText(tp, left, top, right, bottom, None, 0) + 1
-            buffer = (ctypes.c_ushort * size)()
-            n = pdfium_c.FPDFText_GetBoundedText(tp, left, top, right, bottom, buffer, size)
-        if n <= 0:
-            return ""
-        text = ctypes.string_at(buffer, 2 * n).decode("utf-16-le", errors="ignore")
-        return text[:-1] if text.endswith("\0") else text
-
-    def char_centre(self, index: int) -> tuple[float, float] | None:
-        """Centre of a character's box, or None for a character without one (generated, empty)."""
-        p_left, p_bottom, p_right, p_top = self._refs
-        if not pdfium_c.FPDFText_GetCharBox(self.tp, index, p_left, p_right, p_bottom, p_top):
-            return None
-        left, right = self._left.value, self._right.value
-        if right <= left:
-            return None
-        return (left + right) / 2, (self._bottom.value + self._top.value) / 2
-
-    def char_at(self, left: float, bottom: float, right: float, top: float) -> int:
-        """The character under a rectangle's centre (a search of the whole page), or -1."""
-        return int(
-            pdfium_c.FPDFText_GetCharIndexAtPos(
-                self.tp, (left + right) / 2, (bottom + top) / 2,
-                max((right - left) / 2, 1.0), max((top - bottom) / 2, 1.0),
-            )
-        )
-
-    def font_size(self, index: int) -> float:
-        return float(pdfium_c.FPDFText_GetFontSize(self.tp, index))
-
-
-# Characters looked at from the cursor before asking pdfium to search the page: generated spaces
-# and line breaks sit between runs, one or two at a time.
-_RUN_LOOKAHEAD = 4
+# A gap wider than this many font sizes between two characters of a line separates two cells
+# (table columns, label and value); _group_lines uses the same width to keep them apart.
+_CELL_GAP = 1.2
+# A gap between two Latin characters wider than this many font sizes is a word space, even when the
+# PDF has no space character there (some producers position every word on its own).
+_WORD_GAP = 0.25
+# A space pdfium generated between Japanese characters is kept when the gap is at least this wide
+# (Chromium prints "第2章 画面" with a gap of 0.17 em and no space character; set solid, Japanese
+# glyph boxes touch).
+_VISIBLE_GAP = 0.1
 
 
 def _text_items(textpage: pdfium.PdfTextPage) -> list[_Item]:
-    """The page's text rectangles with their text and font size.
+    """The page's text as runs of characters on one line, with their box and font size.
 
-    The font size is read from one character of the rectangle's run. Runs come in character order,
-    so a run normally starts where the previous one ended (the cursor): a character there whose box
-    centre lies in the rectangle is found in O(1); otherwise pdfium searches the page for the
-    character under the rectangle's centre.
-    """
-    page = _TextPageReader(textpage)
-    cursor = 0
-    items = []
-    for left, bottom, right, top in page.rects():
-        text = page.bounded_text(left, bottom, right, top)
-        first = -1
-        for i in range(cursor, min(cursor + _RUN_LOOKAHEAD, page.n_chars)):
-            centre = page.char_centre(i)
-            if centre is not None and left <= centre[0] <= right and bottom <= centre[1] <= top:
-                first = i
-                break
-        else:
-            first = page.char_at(left, bottom, right, top)
-        if first >= 0:
-            cursor = first + len(text)
-        if not text.strip():
+    Built from pdfium's character stream, not from its text rectangles: Chromium's "print to PDF"
+    (and other Skia-based producers) place glyphs one by one, and pdfium then reports a rectangle
+    per glyph with overlapping neighbours, so reading rectangle by rectangle put a space between
+    every Latin letter and repeated characters ("F 6", "FA FA Q"). A run ends at a line break,
+    when the next character is on another line, or after a gap of a cell's width."""
+    tp = textpage.raw
+    n = int(pdfium_c.FPDFText_CountChars(tp))
+    rect = pdfium_c.FS_RECTF()
+    items: list[_Item] = []
+    text: list[str] = []
+    left = bottom = right = top = size = 0.0
+    space: str | None = None  # a space since the last character: "real", "gap" (pdfium's) or none
+
+    def flush() -> None:
+        if text and "".join(text).strip():
+            items.append(_Item("".join(text).strip(), left, bottom, right, top, size))
+        text.clear()
+
+    i = 0
+    while i < n:
+        code = int(pdfium_c.FPDFText_GetUnicode(tp, i))
+        i += 1
+        if 0xD800 <= code < 0xDC00 and i < n:  # a surrogate pair: one character, two entries
+            low = int(pdfium_c.FPDFText_GetUnicode(tp, i))
+            if 0xDC00 <= low < 0xE000:
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                i += 1
+        ch = chr(code) if 0 < code < 0x110000 else ""
+        if ch in ("\r", "\n"):
+            flush()
+            space = None
             continue
-        size = page.font_size(first) if first >= 0 else 0.0
-        items.append(_Item(text, left, bottom, right, top, size or (top - bottom)))
+        if not ch or ch.isspace() or ch == "\ufffe":
+            # A space the document has is kept; one pdfium generated from a gap only between Latin
+            # words or where the gap is a visible one (kana set close together are one word).
+            if ch and ch != "\ufffe":
+                space = "real" if not pdfium_c.FPDFText_IsGenerated(tp, i - 1) else (space or "gap")
+            continue
+        if not pdfium_c.FPDFText_GetLooseCharBox(tp, i - 1, ctypes.byref(rect)):
+            continue
+        c_left, c_right = min(rect.left, rect.right), max(rect.left, rect.right)
+        c_bottom, c_top = min(rect.bottom, rect.top), max(rect.bottom, rect.top)
+        c_size = float(pdfium_c.FPDFText_GetFontSize(tp, i - 1)) or (c_top - c_bottom)
+        if text:
+            centre = (c_bottom + c_top) / 2
+            gap = c_left - right
+            unit = max(size, c_size, 1.0)
+            if bottom <= centre <= top and -unit < gap < _CELL_GAP * unit:
+                prev = text[-1]
+                latin = not (_is_cjk(prev) or _is_cjk(ch))
+                if (space == "real" or (space and gap > _VISIBLE_GAP * unit)
+                        or (latin and (space or gap > _WORD_GAP * unit))):
+                    text.append(" ")
+                text.append(ch)
+                right, top, bottom = max(right, c_right), max(top, c_top), min(bottom, c_bottom)
+                size = max(size, c_size)
+                space = None
+                continue
+            flush()
+        text.append(ch)
+        left, bottom, right, top, size = c_left, c_bottom, c_right, c_top, c_size
+        space = None
+    flush()
     return items
+
+
+def _is_cjk(ch: str) -> bool:
+    return ord(ch) >= 0x2E80
 
 
 @dataclass
