@@ -254,6 +254,30 @@ def make_broken_layer(path: Path) -> Path:
     return path
 
 
+def make_wrong_kanji_layer(path: Path) -> Path:
+    """Visible text whose ToUnicode map points every glyph at a valid but wrong ideograph (same
+    byte length): the layer reads as plausible-looking kanji, none of them the page's."""
+    pdf = _new_pdf("誤った漢字のテキスト層")
+    pdf.set_compression(False)
+    pdf.add_page()
+    for sentence in BROKEN_LAYER_SENTENCES:
+        _paragraph(pdf, sentence)
+    data = bytes(pdf.output())
+
+    def wrong(m: re.Match[bytes]) -> bytes:
+        cid = int(m.group(1), 16)
+        if cid in (0, 0x20):
+            return m.group(0)
+        dst = f"{0x4E00 + (cid * 7919) % 0x5000:04X}".encode()
+        return b"<" + m.group(1) + b"> <" + dst + b">"
+
+    start = data.index(b"beginbfchar")
+    end = data.index(b"endbfchar", start)
+    data = data[:start] + _BFCHAR.sub(wrong, data[start:end]) + data[end:]
+    path.write_bytes(data)
+    return path
+
+
 def _render_vertical_page(columns: list[str], *, dpi: int = SCAN_DPI, points: int = 14) -> Image.Image:
     width, height = round(A4_MM[0] / 25.4 * dpi), round(A4_MM[1] / 25.4 * dpi)
     size = round(points / 72 * dpi)

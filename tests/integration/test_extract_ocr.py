@@ -120,6 +120,21 @@ def test_a_broken_text_layer_is_ocrd_not_taken(samples, settings, engines):
         assert _best_window(sentence, page.markdown) >= 0.9
 
 
+def test_a_text_layer_of_wrong_but_valid_kanji_is_ocrd(settings, engines, tmp_path):
+    """A ToUnicode map pointing at valid ideographs: no U+FFFD, no private use, every character
+    printable, and still not the page's text."""
+    pdf_path = S.make_wrong_kanji_layer(tmp_path / "wrong_kanji.pdf")
+    with SandboxedPdf.from_settings(pdf_path, settings) as pdf:
+        layer = pdf.layer(1)
+    visible = "".join(layer.raw_text.split())
+    assert visible.isprintable() and "\ufffd" not in visible  # it looks like text ...
+    assert _best_window(S.BROKEN_LAYER_SENTENCES[0], layer.raw_text) < 0.3  # ... and is not
+    (page,) = extract_document(pdf_path, settings=settings, engines=engines)
+    assert page.source == "rapidocr"
+    for sentence in S.BROKEN_LAYER_SENTENCES:
+        assert _best_window(sentence, page.markdown) >= 0.9
+
+
 def test_vertical_text_is_read_right_to_left_by_tesseract_jpn_vert(samples, settings, engines):
     (page,) = extract_document(samples["vertical.pdf"], settings=settings, engines=engines)
     assert page.source == "tesseract"
