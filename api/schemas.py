@@ -106,6 +106,17 @@ class CollectionOut(BaseModel):
     created_at: datetime
 
 
+class ReindexOut(BaseModel):
+    collection: str
+    from_version: str
+    to_version: str
+    documents: int
+    chunks: int
+    requeued: int
+    seconds: float
+    changes: list[str]
+
+
 class PageSummary(BaseModel):
     page: int
     source: str

@@ -336,10 +336,41 @@ def collections() -> None:
     from bunko.collections import list_collections
 
     rt = _runtime()
-    table = Table("name", "documents", "embedding model", "vector collection")
+    table = Table("name", "documents", "embedding model", "index version", "vector collection")
     for c, n in list_collections(rt):
-        table.add_row(c.name, str(n), c.embedding_model, c.vector_collection)
+        table.add_row(c.name, str(n), c.embedding_model, _index_version(rt, c.name), c.vector_collection)
     console.print(table)
+
+
+@app.command()
+def reindex(
+    collection: Annotated[str | None, typer.Argument(help="a collection; all stale ones when left out")] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even when the index is current")] = False,
+) -> None:
+    """Rebuild collections whose index was made by an older recipe or another embedding model,
+    from the stored pages (no extraction or OCR again); they keep answering meanwhile."""
+    from bunko.collections import get_collection, list_collections
+    from bunko.ingest.reindex import needs_reindex, reindex_collection
+
+    rt = _runtime()
+    with _errors():
+        names = [collection] if collection else [c.name for c, _ in list_collections(rt)]
+        for name in names:
+            why = needs_reindex(rt, get_collection(rt, name))
+            if not why and not force:
+                console.print(f"{name}: index is current (version {_index_version(rt, name)})")
+                continue
+            console.print(f"{name}: reindexing ({'; '.join(why) or 'forced'})")
+            report = reindex_collection(rt, name, force=force)
+            console.print(f"{name}: {report.documents} document(s), {report.chunks} chunk(s), index version "
+                          f"{report.from_version} -> {report.to_version} in {report.seconds:.1f} s"
+                          + (f"; {report.requeued} in-flight document(s) re-queued" if report.requeued else ""))
+
+
+def _index_version(rt: Any, name: str) -> str:
+    from bunko.collections import collection_config, get_collection
+
+    return collection_config(get_collection(rt, name)).index_version
 
 
 def _mount(module: str, attr: str, name: str, help_: str) -> None:

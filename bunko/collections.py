@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from bunko.errors import Conflict, InvalidInput, NotFound
+from bunko.retrieve import recipe
 from bunko.store.db import Collection, Document, Role, Visibility
 
 if TYPE_CHECKING:
@@ -29,9 +30,9 @@ class CollectionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    chunk_size: int = Field(default=600, ge=50, le=8192)
-    chunk_overlap: int = Field(default=80, ge=0, le=4096)
-    table_max_chars: int = Field(default=2048, ge=100, le=65536)
+    chunk_size: int = Field(default=recipe.CHUNK_SIZE, ge=50, le=8192)
+    chunk_overlap: int = Field(default=recipe.CHUNK_OVERLAP, ge=0, le=4096)
+    table_max_chars: int = Field(default=recipe.TABLE_MAX_CHARS, ge=100, le=65536)
     dense_weight: float = Field(default=0.7, ge=0, le=1)
     sparse_weight: float = Field(default=0.3, ge=0, le=1)
     dense_k: int = Field(default=20, ge=1, le=1000)
@@ -44,9 +45,18 @@ class CollectionConfig(BaseModel):
     hnsw_m: int = Field(default=16, ge=2, le=2048)
     hnsw_ef_construction: int = Field(default=200, ge=1)
     hnsw_ef: int = Field(default=128, ge=1)
+    # What the index was built with (bunko.retrieve.recipe); `bunko reindex` moves it to the current.
+    index_version: str = recipe.INDEX_VERSION
+    # Refusal without a reranker (bunko.retrieve.recipe.refuse); None turns it off.
+    not_found_bm25_share: float | None = Field(default=recipe.NOT_FOUND_BM25_SHARE, ge=0, le=10)
 
     @model_validator(mode="after")
     def _check(self) -> CollectionConfig:
+        if self.index_version not in recipe.INDEX_RECIPES:
+            raise ValueError(
+                f"unknown index_version {self.index_version!r}: known versions are "
+                f"{', '.join(sorted(recipe.INDEX_RECIPES))} (leave it out for the current one)"
+            )
         if abs(self.dense_weight + self.sparse_weight - 1.0) > 1e-6:
             raise ValueError(
                 f"dense_weight + sparse_weight must be 1 (got {self.dense_weight} + {self.sparse_weight})"
@@ -166,8 +176,19 @@ def list_collections(rt: Runtime) -> list[tuple[Collection, int]]:
     return [(c, int(counts.get(c.id, 0))) for c in colls]
 
 
+def stored_config(raw: dict[str, object] | None) -> CollectionConfig:
+    """A collection's stored configuration. One written before index versions existed was built
+    with version 1's analysis and had no refusal: it is read as such, so it keeps answering as it
+    did until it is reindexed."""
+    data = dict(raw or {})
+    if "index_version" not in data:
+        data["index_version"] = recipe.LEGACY_INDEX_VERSION
+        data.setdefault("not_found_bm25_share", None)
+    return parse_config(data)
+
+
 def collection_config(coll: Collection) -> CollectionConfig:
-    return parse_config(coll.config)
+    return stored_config(coll.config)
 
 
 def check_roles(roles: Iterable[str]) -> list[str]:

@@ -2,9 +2,10 @@
 
 Flow (ARCHITECTURE.md §6): validate and normalise the question → resolve the collection (the
 principal must be allowed to read it) → query cache → hybrid search + rerank with the ACL inside
-the search → nothing left: "not found" → context blocks within the token budget → the LLM
-(streamed) or, with none configured, an extractive answer → citations mapped to sources →
-confidence → log the query → cache the answer.
+the search → nothing left (or, without a reranker, the collection does not cover the question):
+"not found" → context blocks within the token budget → the LLM (streamed) or, with none
+configured, an extractive answer → citations mapped to sources → confidence → log the query →
+cache the answer.
 
 ``ask_stream`` yields the same work as events: ``token`` (text as it is produced), then one
 ``sources``, then one ``done`` holding the whole answer; ``ask`` returns the final answer.
@@ -154,7 +155,9 @@ def _answer_events(
     for stage, ms in result.timings_ms.items():
         metrics.rag_query_duration_seconds.labels(stage=stage).observe(ms / 1000)
 
-    if not result.hits:
+    if not result.hits or result.not_covered:
+        # Nothing readable matched, or (no reranker) nothing matched closely enough to be about the
+        # question: the collection does not cover it (bunko.retrieve.recipe.refuse).
         answer = Answer(query_id=query_id, answer=NOT_FOUND_ANSWER, sources=[], confidence=0.0,
                         processing_time_ms=0.0, mode="not_found", reranked=result.reranked)
         yield TokenEvent(type="token", text=answer.answer)

@@ -187,6 +187,35 @@ def reconcile_collection(
         write_status(status, patch, desired)
 
 
+# Not under kopf's own "bunko.dev/" prefix: kopf strips those from what it compares, so a change
+# there would never reach a handler.
+REINDEX_ANNOTATION = f"reindex.{kube.GROUP}/requested"
+
+
+@kopf.on.field(kube.GROUP, kube.VERSION, PLURAL, field=["metadata", "annotations", REINDEX_ANNOTATION])
+def reindex_requested(
+    old: Any, new: Any, name: str, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_: Any
+) -> None:
+    """``kubectl annotate documentcollection NAME reindex.bunko.dev/requested=$(date +%s) --overwrite``:
+    rebuild the index with the current recipe and embedding model from the stored pages (the
+    collection keeps answering meanwhile). A new value asks again; removing it asks nothing."""
+    if not new or new == old:
+        return
+    from bunko.ingest.reindex import reindex_collection
+
+    try:
+        report = reindex_collection(runtime(), name, force=True)
+    except Unavailable as exc:
+        wait(body, status, patch, "StoreUnavailable", exc.message)
+    except BunkoError as exc:
+        refuse(body, status, patch, type(exc).__name__, exc.message)
+    kopf.info(body, reason="Reindexed",
+              message=f"{report.documents} documents, {report.chunks} chunks: index version "
+                      f"{report.from_version} -> {report.to_version} in {report.seconds:.1f} s")
+    write_status(status, patch, {"vectorCollection": report.vector_collection,
+                                 "indexVersion": report.to_version, "reindexedFor": str(new)})
+
+
 @kopf.timer(kube.GROUP, kube.VERSION, PLURAL, interval=COUNT_INTERVAL_S, initial_delay=COUNT_INTERVAL_S)
 def refresh_counts(
     status: kopf.Status, patch: kopf.Patch, name: str, namespace: str | None, **_: Any

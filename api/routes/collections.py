@@ -8,7 +8,7 @@ from bunko import audit
 from bunko import collections as colls
 from bunko.access import can_read_collection
 from bunko.api.deps import CollectionManager, CollectionReader, RuntimeDep, client_ip
-from bunko.api.schemas import CollectionCreate, CollectionOut
+from bunko.api.schemas import CollectionCreate, CollectionOut, ReindexOut
 from bunko.errors import NotFound
 from bunko.store.db import Collection
 
@@ -49,3 +49,20 @@ def create_collection(body: CollectionCreate, admin: CollectionManager, rt: Runt
 @router.get("/{collection}", response_model=CollectionOut)
 def get_collection(collection: str, user: CollectionReader, rt: RuntimeDep) -> CollectionOut:
     return collection_out(readable_collection(rt, user, collection))
+
+
+@router.post("/{collection}/reindex", response_model=ReindexOut)
+def reindex_collection(collection: str, admin: CollectionManager, rt: RuntimeDep, request: Request,
+                       force: bool = False) -> ReindexOut:
+    """Rebuild the collection's index with the current recipe and embedding model, from its stored
+    pages; it keeps answering meanwhile (the call returns when the new index is live)."""
+    from bunko.ingest.reindex import reindex_collection as rebuild
+
+    coll = colls.get_collection(rt, collection)
+    report = rebuild(rt, coll.name, force=force)
+    audit.record(rt, "collection_reindex", actor=admin.id, target=coll.id,
+                 detail={"name": coll.name, "from": report.from_version, "to": report.to_version,
+                         "documents": report.documents}, ip=client_ip(request))
+    return ReindexOut(collection=report.collection, from_version=report.from_version,
+                      to_version=report.to_version, documents=report.documents, chunks=report.chunks,
+                      requeued=report.requeued, seconds=report.seconds, changes=report.changes)

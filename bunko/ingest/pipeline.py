@@ -20,15 +20,17 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
 
-from bunko.collections import collection_config
+from bunko.collections import CollectionConfig, collection_config
 from bunko.ingest.extract import extract_document
 from bunko.ingest.pdf import render_thumbnail
 from bunko.ingest.submit import page_prefix, thumbnail_key
 from bunko.ingest.types import ChunkDraft, PageText
-from bunko.store.db import Chunk, Collection, Document, DocumentStatus, Page
+from bunko.retrieve.recipe import recipe_for
+from bunko.store.db import Chunk, Document, DocumentStatus, Page
 from bunko.store.objects import ocr_cache
 from bunko.store.vectors import VectorRow
 from bunko.text.chunking import chunk_pages
+from bunko.text.furniture import strip_furniture
 from bunko.text.tokenize import index_tokens
 
 if TYPE_CHECKING:
@@ -84,14 +86,13 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
 
         _set_stage(rt, document_id, "chunk", _EXTRACT_END)
         cfg = collection_config(coll)
-        drafts = chunk_pages(pages, chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap,
-                             table_max_chars=cfg.table_max_chars)
+        drafts = chunk_document(pages, cfg)
 
         _set_stage(rt, document_id, "embed", _EXTRACT_END)
-        vectors = _embed(rt, document_id, [indexed_text(doc.title, d) for d in drafts], heartbeat)
+        vectors = embed_texts(rt, [indexed_text(doc.title, d) for d in drafts], document_id, heartbeat)
 
         _set_stage(rt, document_id, "index", _EMBED_END)
-        _index(rt, doc, coll, drafts, vectors)
+        index_chunks(rt, doc, coll.id, coll.vector_collection, cfg, drafts, vectors)
         heartbeat()
 
         _set_stage(rt, document_id, "thumbnail", 0.98)
@@ -111,6 +112,15 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
             d.completed_at = datetime.now(UTC)
     # New searchable content: answers cached for this collection are stale now.
     rt.cache.bump(f"collection:{coll.id}")
+
+
+def chunk_document(pages: list[PageText], cfg: CollectionConfig) -> list[ChunkDraft]:
+    """A document's chunks as its collection's index version makes them (running headers and
+    footers removed first where the version says so; the stored pages keep them)."""
+    if recipe_for(cfg.index_version).strip_furniture:
+        pages = strip_furniture(pages)
+    return chunk_pages(pages, chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap,
+                       table_max_chars=cfg.table_max_chars)
 
 
 def _extract(rt: Runtime, doc: Document, pdf: Path, heartbeat: Heartbeat) -> list[PageText]:
@@ -148,39 +158,47 @@ def _store_pages(rt: Runtime, doc: Document, pages: list[PageText]) -> None:
         s.add_all(rows)
 
 
-def _embed(rt: Runtime, document_id: str, texts: list[str], heartbeat: Heartbeat) -> list[list[float]]:
+def embed_texts(rt: Runtime, texts: list[str], document_id: str | None = None,
+                heartbeat: Heartbeat = lambda: None) -> list[list[float]]:
+    """Document embeddings in batches (progress on ``document_id``'s row when given)."""
     batch = rt.settings.embed_batch_size
     out: list[list[float]] = []
     embedder = rt.embedder
     for start in range(0, len(texts), batch):
         out.extend(embedder.embed_documents(texts[start:start + batch]).tolist())
         heartbeat()
+        if document_id is None:
+            continue
         done = min(start + batch, len(texts))
         _set_stage(rt, document_id, "embed",
                    _EXTRACT_END + (_EMBED_END - _EXTRACT_END) * done / max(len(texts), 1))
     return out
 
 
-def _index(rt: Runtime, doc: Document, coll: Collection, drafts: list[ChunkDraft],
-           vectors: list[list[float]]) -> None:
+def index_chunks(rt: Runtime, doc: Document, collection_id: str, vector_collection: str,
+                 cfg: CollectionConfig, drafts: list[ChunkDraft], vectors: list[list[float]]) -> None:
+    """A document's chunks into ``vector_collection`` (BM25 terms by ``cfg``'s index version) and
+    its chunk rows."""
     created = int((doc.created_at or datetime.now(UTC)).timestamp())
+    analyzer = recipe_for(cfg.index_version).analyzer
     rows = [
         VectorRow(
-            chunk_id=chunk_id(doc.id, d.chunk_index), document_id=doc.id, collection_id=coll.id,
+            chunk_id=chunk_id(doc.id, d.chunk_index), document_id=doc.id, collection_id=collection_id,
             page_no=d.page_no, chunk_index=d.chunk_index, kind=d.kind, section=d.section[:500],
-            title=doc.title, text=d.text, tokens=index_tokens(indexed_text(doc.title, d)), dense=vec,
+            title=doc.title, text=d.text, tokens=index_tokens(indexed_text(doc.title, d), analyzer),
+            dense=vec,
             owner_id=doc.owner_id, visibility=doc.visibility, allowed_roles=list(doc.allowed_roles),
             tags=list(doc.tags), created_at=created,
         )
         for d, vec in zip(drafts, vectors, strict=True)
     ]
     # Delete-then-upsert: a re-run that yields fewer chunks must not leave the old tail behind.
-    rt.vectors.delete_document(coll.vector_collection, doc.id)
+    rt.vectors.delete_document(vector_collection, doc.id)
     if rows:
-        rt.vectors.upsert(coll.vector_collection, rows)
+        rt.vectors.upsert(vector_collection, rows)
     with rt.sessions.begin() as s:
         s.execute(delete(Chunk).where(Chunk.document_id == doc.id))
-        s.add_all(Chunk(id=r.chunk_id, document_id=doc.id, collection_id=coll.id, chunk_index=r.chunk_index,
+        s.add_all(Chunk(id=r.chunk_id, document_id=doc.id, collection_id=collection_id, chunk_index=r.chunk_index,
                         page_no=r.page_no, kind=r.kind, section=r.section, text=r.text) for r in rows)
 
 

@@ -27,12 +27,14 @@ def block_header(n: int, hit: Hit) -> str:
 def build_context(
     hits: list[Hit], *, token_budget: int, count_tokens: Callable[[str], int] | None = None
 ) -> tuple[str, list[Hit]]:
-    """Join the best passages into blocks, most relevant first, until the budget is spent.
+    """Join the passages into blocks in the order given (best first), until the budget is spent.
 
     Returns the context text and the hits it holds (block N is ``used[N-1]``). A passage that does
     not fit is skipped and smaller ones after it may still go in; nothing is cut mid-passage."""
     count = count_tokens or estimate_tokens
-    ordered = sorted(hits, key=lambda h: -h.score)
+    # ``hits`` come best first (search's order, which already put TOC / index passages last even
+    # where their score is higher): keep it.
+    ordered = hits
     blocks: list[str] = []
     used: list[Hit] = []
     spent = 0

@@ -1,19 +1,24 @@
 """Hybrid search → rerank: the retrieval half of answering a question (ARCHITECTURE.md §6, 2–3).
 
-One Milvus ``hybrid_search`` call (dense top ``dense_k`` + BM25 top ``sparse_k``, weighted fusion,
-the ACL filter inside both legs), then a cross-encoder keeps the best ``rerank_top_k`` passages
-scoring at least ``rerank_threshold``. Without a reranker the fused order is kept and the result
-says ``reranked=False`` (fusion scores are not probabilities, so no threshold applies to them).
+Dense top ``dense_k`` + BM25 top ``sparse_k`` (the ACL filter inside both legs; the BM25 terms by
+the analysis of the collection's index version), fused (:mod:`bunko.retrieve.fusion`), then a
+cross-encoder keeps the best ``rerank_top_k`` passages scoring at least ``rerank_threshold``.
+Without a reranker the fused order is kept and the result says ``reranked=False``; its
+``signals`` (best cosine, best BM25 score per query term) let the caller tell a question the
+collection does not cover (``bunko.retrieve.recipe.refuse``).
 """
 
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from bunko.models.base import Embedder, Reranker
+from bunko.retrieve import recipe
 from bunko.retrieve.acl import acl_filter
+from bunko.retrieve.fusion import fuse
 from bunko.retrieve.query import KEYWORD_SHIFT, PreparedQuery
 from bunko.retrieve.types import Hit, Principal, QueryFilters
 from bunko.store.vectors import DenseIndex, VectorStore
@@ -34,7 +39,9 @@ class SearchParams:
     nprobe: int = 128
     hnsw_ef: int = 128
     keyword_shift: float = KEYWORD_SHIFT
-    fusion: Literal["weighted", "rrf"] = "weighted"
+    fusion: Literal["minmax", "weighted", "rrf"] = recipe.FUSION if recipe.FUSION != "milvus" else "weighted"
+    index_version: str = recipe.INDEX_VERSION
+    not_found_bm25_share: float | None = None  # None: no refusal without a reranker
 
     @classmethod
     def from_config(cls, cfg: Any) -> SearchParams:
@@ -49,6 +56,8 @@ class SearchParams:
             nlist=cfg.nlist,
             nprobe=cfg.nprobe,
             hnsw_ef=cfg.hnsw_ef,
+            index_version=cfg.index_version,
+            not_found_bm25_share=cfg.not_found_bm25_share,
         )
 
     @property
@@ -65,6 +74,9 @@ class SearchResult:
     candidates: int = 0  # how many the hybrid search returned before reranking
     weights: tuple[float, float] = (0.7, 0.3)  # the fusion weights actually used
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Without a reranker: True when recipe.refuse says the collection does not cover the question.
+    not_covered: bool = False
+    signals: dict[str, float] = field(default_factory=dict)
 
 
 def navigation_last(hits: list[Hit]) -> list[Hit]:
@@ -104,28 +116,60 @@ def search(
     t1 = time.perf_counter()
     timings["embed"] = (t1 - t0) * 1000
     weights = prepared.weights(params.weights, shift=params.keyword_shift)
-    hits = vectors.hybrid_search(
-        collection_name,
-        dense=query_vec,
-        query_tokens=prepared.tokens,
-        filter_expr=acl_filter(principal, collection_id, filters),
-        dense_k=params.dense_k,
-        sparse_k=params.sparse_k,
-        weights=weights,
-        # The whole union of both legs: with weighted fusion a BM25-only match would otherwise
-        # never make the cut (see VectorStore.hybrid_search); the reranker sorts it out.
-        limit=params.dense_k + params.sparse_k,
-        search_params=params.dense_index,
-        fusion=params.fusion,
-    )
+    index = recipe.recipe_for(params.index_version)
+    terms = index.query_analyzer.tokens(prepared.text)
+    expr = acl_filter(principal, collection_id, filters)
+    signals: dict[str, float] = {}
+    if params.fusion == "minmax":
+        dense_hits, sparse_hits = vectors.search_legs(
+            collection_name, dense=query_vec, query_tokens=" ".join(terms), filter_expr=expr,
+            dense_k=params.dense_k, sparse_k=params.sparse_k, weights=weights,
+            search_params=params.dense_index,
+        )
+        # The whole union of both legs: a BM25-only match must reach the reranker.
+        hits = fuse(dense_hits, sparse_hits, weights, "minmax")
+        signals = {
+            "best_cosine": dense_hits[0].score if dense_hits else 0.0,
+            "bm25_per_term": (sparse_hits[0].score if sparse_hits else 0.0) / max(len(set(terms)), 1),
+        }
+    else:
+        hits = vectors.hybrid_search(
+            collection_name, dense=query_vec, query_tokens=" ".join(terms), filter_expr=expr,
+            dense_k=params.dense_k, sparse_k=params.sparse_k, weights=weights,
+            limit=params.dense_k + params.sparse_k, search_params=params.dense_index, fusion=params.fusion,
+        )
     t2 = time.perf_counter()
     timings["search"] = (t2 - t1) * 1000
     candidates = len(hits)
     hits = navigation_last(hits)
     if reranker is None:
-        return SearchResult(hits[: params.rerank_top_k], False, candidates, weights, timings)
+        not_covered = False
+        if signals and params.not_found_bm25_share is not None:
+            chunks = vectors.count(collection_name, filter_expr=expr)
+            signals["bm25_share"] = signals["bm25_per_term"] / recipe.idf_ceiling(chunks)
+            missing = missing_terms(vectors, collection_name, recipe.content_terms(terms), hits, expr)
+            signals["missing_terms"] = float(len(missing))
+            not_covered = recipe.refuse(len(missing), signals["bm25_share"], chunks,
+                                        max_bm25_share=params.not_found_bm25_share)
+        return SearchResult(hits[: params.rerank_top_k], False, candidates, weights, timings,
+                            not_covered=not_covered, signals=signals)
     top = navigation_last(
         rerank(reranker, prepared.text, hits, top_k=params.rerank_top_k, threshold=params.rerank_threshold)
     )
     timings["rerank"] = (time.perf_counter() - t2) * 1000
     return SearchResult(top, True, candidates, weights, timings)
+
+
+def missing_terms(vectors: VectorStore, collection_name: str, terms: list[str], hits: list[Hit],
+                  filter_expr: str) -> list[str]:
+    """The query terms that occur in no chunk the asker may read (the ACL filter is inside each
+    probe, so the answer says nothing about documents they cannot see). A term found in the text
+    of a hit is present; only the others cost a one-row BM25 probe."""
+    seen = unicodedata.normalize("NFKC", "\n".join(h.text for h in hits)).lower()
+    missing = []
+    for term in dict.fromkeys(terms):
+        if term in seen:
+            continue
+        if not vectors.search_bm25(collection_name, term, filter_expr=filter_expr, limit=1):
+            missing.append(term)
+    return missing

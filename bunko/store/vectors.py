@@ -402,8 +402,10 @@ class VectorStore:
 
         self._run("delete", delete, collection=name)
 
-    def count(self, name: str, document_id: str | None = None) -> int:
-        expr = f"document_id == {quote(document_id)}" if document_id is not None else ""
+    def count(self, name: str, document_id: str | None = None, *, filter_expr: str = "") -> int:
+        parts = [f"document_id == {quote(document_id)}"] if document_id is not None else []
+        parts += [f"({filter_expr})"] if filter_expr else []
+        expr = " and ".join(parts)
         res = self._run("count", lambda: self._client.query(
             name, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
         ), collection=name)
@@ -423,13 +425,17 @@ class VectorStore:
         weights: tuple[float, float] = (0.7, 0.3),
         limit: int = 20,
         search_params: DenseIndex | None = None,
-        fusion: Literal["weighted", "rrf"] = "weighted",
+        fusion: Literal["minmax", "weighted", "rrf"] = "minmax",
         rrf_k: int = 60,
     ) -> list[Hit]:
-        """Dense + BM25 in one Milvus call, ``filter_expr`` applied inside both legs.
+        """Dense + BM25, ``filter_expr`` applied inside both legs.
 
-        ``weights`` are (dense, bm25) for the ``WeightedRanker`` (scores normalised by Milvus);
-        ``fusion="rrf"`` fuses by rank instead. A query with no terms (all punctuation) runs the
+        ``fusion="minmax"`` (the default, see :mod:`bunko.retrieve.fusion`): the two legs as two
+        searches, each min-max normalised over its own candidates and summed with ``weights``.
+        ``"weighted"`` and ``"rrf"``: one Milvus ``hybrid_search`` call with its own rankers.
+
+        ``weights`` are (dense, bm25); with ``"weighted"`` Milvus normalises the scores itself. A
+        query with no terms (all punctuation) runs the
         dense leg alone; a zero weight drops its leg.
 
         With weighted fusion a chunk found by one leg only gets nothing from the other, so a
@@ -438,6 +444,13 @@ class VectorStore:
         decide."""
         from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
+        if fusion == "minmax":
+            from bunko.retrieve.fusion import fuse
+
+            legs = self.search_legs(name, dense=dense, query_tokens=query_tokens, filter_expr=filter_expr,
+                                    dense_k=dense_k, sparse_k=sparse_k, weights=weights,
+                                    search_params=search_params)
+            return fuse(*legs, weights, "minmax")[:limit]
         index = search_params or DenseIndex()
         vec = np.asarray(dense, dtype=np.float32).reshape(-1).tolist()
         reqs: list[AnnSearchRequest] = []
@@ -481,6 +494,19 @@ class VectorStore:
             return self.search_dense(name, dense, filter_expr=filter_expr, limit=limit,
                                      search_params=search_params)
         return _hits(res[0] if res else [])
+
+    def search_legs(
+        self, name: str, *, dense: np.ndarray, query_tokens: str, filter_expr: str, dense_k: int = 20,
+        sparse_k: int = 20, weights: tuple[float, float] = (0.7, 0.3),
+        search_params: DenseIndex | None = None,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """The dense and the BM25 leg as two searches (raw cosine and BM25 scores), a leg with zero
+        weight skipped: for fusing outside Milvus, and for the raw scores refusal looks at."""
+        dense_hits = (self.search_dense(name, dense, filter_expr=filter_expr, limit=dense_k,
+                                        search_params=search_params) if weights[0] > 0 else [])
+        sparse_hits = (self.search_bm25(name, query_tokens, filter_expr=filter_expr, limit=sparse_k)
+                       if weights[1] > 0 else [])
+        return dense_hits, sparse_hits
 
     def search_dense(
         self, name: str, dense: np.ndarray, *, filter_expr: str, limit: int = 20,

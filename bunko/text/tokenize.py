@@ -12,12 +12,12 @@ The analysis:
 * The Japanese in between goes through Sudachi (``sudachidict-core``); each morpheme becomes its
   ``normalized_form`` (``受け`` → ``受ける``, ``ＡＢＣ`` → ``abc``), punctuation and whitespace are
   dropped.
-* Optionally, character bigrams of every Japanese run. ``bench/quality.py`` measured the variants
-  on the project's question set: bigrams *hurt* (BM25 recall@5 0.95 → 0.86, keyword questions
-  1.00 → 0.75: the many common bigrams drown the rare exact term), and Sudachi mode A beat mode C
-  slightly (BM25 MRR 0.940 vs 0.915). :data:`DEFAULT_ANALYZER` is mode A without bigrams.
+* Optionally, character bigrams of every Japanese run.
 
-Changing the analysis changes the index: bump :data:`ANALYZER_VERSION` so callers can tell.
+:data:`DEFAULT_ANALYZER` is what new collections index with: Sudachi mode C without bigrams,
+measured on real manuals (``bench/quality.py``; see ``bunko.retrieve.recipe``). Changing the
+analysis changes the index: it is a new index version in ``bunko.retrieve.recipe``, so that
+collections built with the old one keep searching with it until they are reindexed.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from typing import Literal
 
 from sudachipy import Dictionary, SplitMode
 from sudachipy import Tokenizer as SudachiTokenizer
-
-ANALYZER_VERSION = "a1"
 
 # A run of ASCII word characters, with inner connectors that belong to codes and options
 # (``foo_bar``, ``v1.2.3``, ``--dry-run``, ``+deb12u1``, ``x86-64``). Leading ``-``/``+`` are part
@@ -147,13 +145,13 @@ def _tokenizer(mode: Mode) -> SudachiTokenizer:
     return tok
 
 
-DEFAULT_ANALYZER = Analyzer()
+DEFAULT_ANALYZER = Analyzer(mode="C")
 # Questions drop particles and auxiliaries (の, は, て, です): the index keeps every term, so this
 # only removes near-zero-IDF terms from the BM25 query. Their posting lists are the longest there
 # are, and Milvus Lite scores postings one by one in Python: measured at 100k chunks, the BM25 leg
 # took 684 ms with them and 291 ms without; bench/quality.py measured the same recall@5 and an MRR
 # within 0.01 (hybrid 0.966 vs 0.968 with headers).
-QUERY_ANALYZER = Analyzer(drop_function_words=True)
+QUERY_ANALYZER = Analyzer(mode="C", drop_function_words=True)
 
 
 def index_tokens(text: str, analyzer: Analyzer = DEFAULT_ANALYZER) -> str:

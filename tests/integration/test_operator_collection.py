@@ -119,3 +119,56 @@ def test_collection_lifecycle(cluster, stores):  # noqa: F811
     with rt.sessions() as s:
         assert s.get(Collection, cid) is None
         assert s.scalars(select(Document)).all() == []
+
+
+def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores):  # noqa: F811
+    """An index built by an older recipe (version 1) is rebuilt with the current one when the
+    reindex.bunko.dev/requested annotation gets a new value; its documents stay searchable."""
+    from bunko.collections import collection_config
+    from bunko.ingest.pipeline import index_chunks
+    from bunko.ingest.types import ChunkDraft
+    from bunko.retrieve.recipe import INDEX_VERSION
+    from bunko.store.db import Page
+
+    coll = example("documentcollection.default.yaml")
+    coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
+    with operator_running() as runner:
+        cluster.apply(example("pipeline.cpu.yaml"))
+        cluster.apply(coll)
+        c = wait_for(lambda: (o := cluster.get("DocumentCollection", "reports"))
+                     and o.get("status", {}).get("phase") == "Ready" and o, what="phase Ready")
+        cid = c["status"]["collectionId"]
+        rt = collection.runtime()
+        # Make the row look like a collection of the previous release: no index_version (= 1) and a
+        # completed document indexed with version 1's analysis.
+        text = "debian/rules ファイルはパッケージのビルド手順を書いた Makefile です。"
+        with rt.sessions.begin() as s:
+            row = s.get(Collection, cid)
+            row.config = {k: v for k, v in row.config.items()
+                          if k not in ("index_version", "not_found_bm25_share")}
+            s.add(Document(id="doc1", collection_id=cid, title="guide", filename="g.pdf", sha256="1" * 64,
+                           size_bytes=10, raw_key=f"raw-pdfs/{cid}/g.pdf", status="completed"))
+            s.add(Page(document_id="doc1", page_no=1, source="layer", confidence=1.0, char_count=len(text),
+                       markdown_key="k", blocks_key="k", markdown=text))
+        with rt.sessions() as s:
+            row = s.get(Collection, cid)
+            doc = s.get(Document, "doc1")
+            s.expunge_all()
+        assert collection_config(row).index_version == "1"
+        vec = rt.embedder.embed_documents([text])[0].tolist()
+        index_chunks(rt, doc, cid, row.vector_collection, collection_config(row),
+                     [ChunkDraft(page_no=1, chunk_index=0, text=text)], [vec])
+
+        cluster.patch("DocumentCollection", "reports",
+                      {"metadata": {"annotations": {"reindex.bunko.dev/requested": "2026-12-06"}}})
+        c = wait_for(lambda: (o := cluster.get("DocumentCollection", "reports"))
+                     and o.get("status", {}).get("reindexedFor") == "2026-12-06" and o, what="reindexed")
+        assert c["status"]["indexVersion"] == INDEX_VERSION
+        with rt.sessions() as s:
+            row = s.get(Collection, cid)
+            s.expunge_all()
+        assert collection_config(row).index_version == INDEX_VERSION
+        assert row.vector_collection == c["status"]["vectorCollection"] != "bunko_reports"
+        assert not rt.vectors.has("bunko_reports")  # the old index is gone ...
+        assert rt.vectors.count(row.vector_collection, "doc1") == 1  # ... its document is in the new one
+    assert runner.exception is None

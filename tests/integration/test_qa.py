@@ -332,6 +332,6 @@ def test_a_table_of_contents_page_is_never_the_top_source_for_what_its_body_page
     ])
     answer = ask(rt, "debian/rules ファイルはどんな役割を持っていますか？", principal=ALICE, collection="guide",
                  use_cache=False)
-    assert [s.page for s in answer.sources] == [31, 2]
+    assert [s.page for s in answer.sources] == [31, 2], (answer.answer, answer.mode)
     assert "........" not in answer.answer
     assert "31" not in answer.answer.splitlines()[0]
