@@ -51,6 +51,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 bench: setup
+	scripts/system-deps.sh chromium poppler mandoc
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py --quick
 	$(BIN)/python bench/quality.py

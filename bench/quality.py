@@ -66,7 +66,12 @@ def extract(pdf: Path, cache: Path, *, ocr: bool) -> list[PageText]:
     from bunko.models.ocr import load_ocr_engines
     from bunko.settings import get_settings
 
-    digest = hashlib.sha256(pdf.read_bytes()).hexdigest()[:16]
+    # The file and the code that reads it: a change to the extraction or OCR is a new entry.
+    import bunko.ingest.pdf
+    import bunko.models.ocr
+
+    code = b"".join(Path(m.__file__ or "").read_bytes() for m in (bunko.ingest.pdf, bunko.models.ocr))
+    digest = hashlib.sha256(pdf.read_bytes() + code).hexdigest()[:16]
     key = cache / f"pages-{pdf.stem}-{digest}.pkl"
     if key.exists():
         return pickle.loads(key.read_bytes())
@@ -382,7 +387,8 @@ def ocr_scores(text: Corpus, ocr_text: dict[str, dict[int, str]]) -> list[float]
         for page_no, got in pages.items():
             ref = squash(text.pages[doc][page_no - 1].markdown.replace("|", "").replace("#", ""))
             hyp = squash(got.replace("|", "").replace("#", ""))
-            out.append(1 - edit_distance(hyp, ref) / max(len(ref), 1))
+            # Clipped at 0: a page whose screenshots hold more text than its layer would go negative.
+            out.append(max(0.0, 1 - edit_distance(hyp, ref) / max(len(ref), 1)))
     return out
 
 

@@ -17,6 +17,9 @@ for extra in "$@"; do
   case "$extra" in
     chromium) command -v chromium >/dev/null 2>&1 || need+=(chromium) ;;
     wrk) command -v wrk >/dev/null 2>&1 || need+=(wrk) ;;
+    # bench/realdocs.py: pdftotext/pdftoppm for the gold pages and scans, mandoc for manpages-ja
+    poppler) command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils) ;;
+    mandoc) command -v mandoc >/dev/null 2>&1 || need+=(mandoc) ;;
   esac
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -85,6 +85,7 @@ CASES = {
     "collections.create": ("POST", lambda a, r, t: ("/api/v1/collections", {"json": {
         "name": f"c-{r.replace('_', '-')}-{next(_counter)}"}}), {**ADMIN_ONLY, "admin": 201}),
     "collections.get": ("GET", lambda a, r, t: ("/api/v1/collections/default", {}), ALL),
+    "collections.reindex": ("POST", lambda a, r, t: ("/api/v1/collections/default/reindex", {}), ADMIN_ONLY),
     "documents.upload": ("POST", _upload_case,
                          {"admin": 201, "power_user": 201, "user": 201, "viewer": 403}),
     "documents.list": ("GET", lambda a, r, t: ("/api/v1/collections/default/documents", {}),
