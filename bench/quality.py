@@ -62,13 +62,12 @@ KINDS = ["definition", "procedure", "table", "numeric", "negation", "multi_page"
 
 def extract(pdf: Path, cache: Path, *, ocr: bool) -> list[PageText]:
     """Bunko's own extraction of ``pdf`` (cached by file hash: OCR of the scans takes minutes)."""
-    from bunko.ingest.extract import extract_document
-    from bunko.models.ocr import load_ocr_engines
-    from bunko.settings import get_settings
-
     # The file and the code that reads it: a change to the extraction or OCR is a new entry.
     import bunko.ingest.pdf
     import bunko.models.ocr
+    from bunko.ingest.extract import extract_document
+    from bunko.models.ocr import load_ocr_engines
+    from bunko.settings import get_settings
 
     code = b"".join(Path(m.__file__ or "").read_bytes() for m in (bunko.ingest.pdf, bunko.models.ocr))
     digest = hashlib.sha256(pdf.read_bytes() + code).hexdigest()[:16]
