@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,11 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.realdocs import DEFAULT_OUT, build, squash
 from bunko.generate.extractive import extractive_answer
-from bunko.generate.prompts import NOT_FOUND_ANSWER
+from bunko.generate.prompts import NOT_FOUND_ANSWER, STOP_SEQUENCES, build_messages
 from bunko.ingest.types import PageText
 from bunko.retrieve import recipe as shipped
+from bunko.retrieve.context import build_context
 from bunko.retrieve.fusion import fuse
 from bunko.retrieve.query import prepare_query
+from bunko.retrieve.search import rerank
 from bunko.retrieve.types import Hit
 from bunko.text.chunking import chunk_pages
 from bunko.text.furniture import strip_furniture
@@ -318,7 +321,19 @@ class Run:
         return sum(o.refused for o in sel) / max(len(sel), 1)
 
 
-def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddings) -> Run:
+@dataclass
+class Models:
+    """Optional models the product would use: a cross-encoder (Hugging Face id or local path,
+    loaded by the production loader) and an OpenAI-compatible LLM server."""
+
+    reranker: Any = None
+    chat: Any = None
+    rerank_threshold: float = 0.65
+
+
+def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddings,
+             models: Models | None = None) -> Run:
+    models = models or Models()
     chunks = chunks_of(corpus, recipe)
     vecs = emb.documents([c.indexed for c in chunks])
     bm25 = BM25([recipe.analyzer.tokens(c.indexed) for c in chunks])
@@ -341,23 +356,36 @@ def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddi
         hits = fuse(dense, sparse, weights, recipe.fusion)  # type: ignore[arg-type]
         if recipe.navigation:
             hits = [h for h in hits if not is_navigation(h.text)] + [h for h in hits if is_navigation(h.text)]
+        if models.reranker is not None:  # as bunko.retrieve.search does: its threshold replaces refusal
+            hits = rerank(models.reranker, p.text, hits, top_k=len(hits), threshold=models.rerank_threshold)
         best_bm = float(bm.max()) if len(bm) else 0.0
         top_cos = sorted(dense, key=lambda h: -h.score)
         margin = top_cos[0].score - float(np.mean([h.score for h in top_cos[:10]])) if top_cos else 0.0
         missing = sum(1 for t in shipped.content_terms(terms) if t not in bm25.postings)
         share = best_bm / max(len(set(terms)), 1) / shipped.idf_ceiling(len(chunks))
         features = (bm25.coverage(terms, best_bm), float(cos.max()), share, margin, float(missing))
-        refused = recipe.refusal and shipped.refuse(missing, share, len(chunks))
+        refused = (not hits if models.reranker is not None
+                   else recipe.refusal and shipped.refuse(missing, share, len(chunks)))
         pages: list[tuple[str, int]] = []
         for h in hits:
             if (h.document_id, h.page_no) not in pages:
                 pages.append((h.document_id, h.page_no))
         gold = {(g["doc"], g["page"]) for g in q["gold"]}
         rank = next((r for r, pg in enumerate(pages[:DEPTH], 1) if pg in gold), None)
-        answer = NOT_FOUND_ANSWER if refused else extractive_answer(p.text, hits[:K])
+        answer = NOT_FOUND_ANSWER if refused else _answer(models, p.text, hits[:K])
+        if models.chat is not None and answer.startswith(NOT_FOUND_ANSWER):
+            refused = True  # the LLM read the passages and said they do not answer
         correct = bool(q["keys"]) and all(squash(k) in squash(answer) for k in q["keys"])
         run.outcomes.append(Outcome(q["id"], q["kind"], rank, refused, correct, features))
     return run
+
+
+def _answer(models: Models, question: str, hits: list[Hit]) -> str:
+    if models.chat is None:
+        return extractive_answer(question, hits)
+    context, _ = build_context(hits, token_budget=3000)
+    return "".join(models.chat.stream(build_messages(question, context), max_tokens=512,
+                                      stop=STOP_SEQUENCES)).strip()
 
 
 # --- OCR ---------------------------------------------------------------------------------------
@@ -450,6 +478,9 @@ def main() -> None:
     ap.add_argument("--no-scans", action="store_true", help="text layer only (no OCR: minutes faster)")
     ap.add_argument("--variants", choices=["cheap", "full"], help="one row per choice changed alone")
     ap.add_argument("--misses", action="store_true", help="list the shipped recipe's misses")
+    ap.add_argument("--reranker", default="", help="a cross-encoder (hub id or local path) for extra rows")
+    ap.add_argument("--llm-url", default="", help="an OpenAI-compatible server for generated answers")
+    ap.add_argument("--llm-model", default="default")
     args = ap.parse_args()
 
     summary = build(args.data, scans=not args.no_scans)
@@ -472,6 +503,17 @@ def main() -> None:
     for recipe in recipes:
         for corpus in corpora if not recipe.name.startswith(" ") else corpora[:1]:
             runs.append(evaluate(corpus, recipe, questions, emb))
+    if args.reranker or args.llm_url:
+        from bunko.generate.openai_client import OpenAIChatClient
+        from bunko.models.rerank import load_reranker
+
+        models = Models(reranker=load_reranker(args.reranker),
+                        chat=OpenAIChatClient(args.llm_url, model=args.llm_model) if args.llm_url else None)
+        tag = " + ".join(x for x in (args.reranker and f"rerank {args.reranker}",
+                                     args.llm_url and f"LLM {args.llm_model}") if x)
+        for corpus in corpora:
+            runs.append(evaluate(corpus, replace(shipped_recipe(), name=f"shipped {tag}"), questions, emb,
+                                 models))
     print()
     print_runs(runs)
     if ocr_text:

@@ -225,6 +225,7 @@ class AccessClaims:
     iat: int
     exp: int
     jti: str
+    fam: str = ""  # the login session (refresh-token family) this access token belongs to
 
     @property
     def principal(self) -> Principal:
@@ -262,6 +263,7 @@ def issue_tokens(rt: Runtime, user: UserInfo, *, family: str | None = None) -> T
         "iat": iat, "exp": iat + settings.access_token_ttl_s, "jti": uuid.uuid4().hex,
     }
     refresh_jti, fam = uuid.uuid4().hex, family or uuid.uuid4().hex
+    access_claims["fam"] = fam  # logout ends the whole session from the access token alone
     refresh_exp = now + timedelta(seconds=settings.refresh_token_ttl_s)
     refresh_claims = {"iss": ISSUER, "typ": "refresh", "sub": user.id, "fam": fam, "iat": iat,
                       "exp": int(refresh_exp.timestamp()), "jti": refresh_jti}
@@ -306,6 +308,7 @@ def verify_access_token(rt: Runtime, token: str) -> AccessClaims:
             email=str(claims.get("email", "")), role=str(claims["role"]),
             permissions=tuple(str(p) for p in claims.get("permissions", [])),
             iat=int(claims["iat"]), exp=int(claims["exp"]), jti=str(claims["jti"]),
+            fam=str(claims.get("fam", "")),
         )
     except (KeyError, TypeError, ValueError):
         raise AuthenticationError("invalid access token") from None
@@ -364,18 +367,25 @@ def revoke_user_refresh_tokens(rt: Runtime, user_id: str) -> int:
 
 
 def logout(rt: Runtime, access: AccessClaims, refresh_token: str | None = None) -> None:
-    """Revoke the access token by jti (until it would expire) and, if given, the refresh family."""
+    """End the session: revoke the access token by jti (until it would expire) and its refresh
+    family, named in the access token itself (so a client that lost or never sent its refresh
+    token still logs out), and the family of ``refresh_token`` too when one is given."""
     ttl = max(1, access.exp - int(datetime.now(UTC).timestamp()) + 1)
     rt.cache.revoke(access.jti, ttl)
+    families = {access.fam} if access.fam else set()
     if refresh_token:
         try:
             claims = _decode(rt, refresh_token, "refresh")
         except AuthenticationError:
-            return  # an expired or foreign refresh token has nothing left to revoke
-        if str(claims["sub"]) != access.sub:
-            return
+            claims = None  # an expired or foreign refresh token has nothing left to revoke
+        if claims is not None and str(claims["sub"]) == access.sub:
+            with rt.sessions() as s:
+                row = s.get(RefreshToken, str(claims["jti"]))
+                if row is not None:
+                    families.add(row.family)
+    for family in families:
         with rt.sessions() as s:
-            row = s.get(RefreshToken, str(claims["jti"]))
-            family = row.family if row is not None else None
-        if family:
+            owned = s.scalar(select(RefreshToken.jti).where(RefreshToken.family == family,
+                                                            RefreshToken.user_id == access.sub).limit(1))
+        if owned is not None:
             revoke_family(rt, family)

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bunko.errors import BunkoError
+from bunko.errors import BunkoError, ConfigError
 
 app = typer.Typer(help="Bunko (文庫): question answering over Japanese PDFs with cited sources.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -42,11 +41,9 @@ def _runtime() -> Any:
 
     try:
         return Runtime(Settings())
-    except ValidationError as exc:
-        err.print("[red]invalid configuration:[/red]")
-        for e in exc.errors():
-            err.print(f"  BUNKO_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}")
-        raise typer.Exit(EXIT_INVALID) from exc
+    except ConfigError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 @contextmanager
@@ -451,11 +448,6 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except ValidationError as exc:
-        err.print("[red]invalid configuration:[/red]")
-        for e in exc.errors():
-            err.print(f"  BUNKO_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}")
-        sys.exit(EXIT_INVALID)
     except BunkoError as exc:
         err.print(f"[red]error ({exc.code}):[/red] {exc.message}")
         sys.exit(EXIT_UNAVAILABLE if isinstance(exc, Unavailable) else EXIT_INVALID)

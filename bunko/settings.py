@@ -18,16 +18,38 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bunko.errors import ConfigError
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """What is wrong with the settings, by variable name and rule, never by value: pydantic's own
+    message echoes the whole input, which holds the database URL's password, the S3 secret key,
+    the bootstrap admin password and the LLM API key."""
+    parts = []
+    for e in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = "_".join(str(p) for p in e["loc"]).upper()
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        parts.append(f"BUNKO_{loc}: {msg}" if loc else msg)
+    return "invalid configuration: " + "; ".join(parts)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BUNKO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            # "from None": a traceback printed anywhere (uvicorn, kopf) must not show the
+            # ValidationError, whose text holds every setting's value.
+            raise ConfigError(describe_settings_error(exc)) from None
 
     mode: Literal["development", "production"] = "development"
     data_dir: Path = Path(".bunko")

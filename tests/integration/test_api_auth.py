@@ -90,6 +90,21 @@ def test_logout_revokes_the_access_token_and_the_refresh_family(api):
                            json={"refresh_token": user.refresh_token}).status_code == 401
 
 
+def test_logout_without_the_refresh_token_still_ends_the_session(api):
+    """Finding 15.6: logout with no body revoked the access token only, and the old refresh token
+    still refreshed. The access token names its session, so logout ends all of it."""
+    user = api.add_user("erin2", "user")
+    rotated = api.client.post("/api/v1/auth/refresh", json={"refresh_token": user.refresh_token}).json()
+    headers = {"Authorization": f"Bearer {rotated['access_token']}"}
+    assert api.client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    assert api.client.post("/api/v1/auth/refresh",
+                           json={"refresh_token": rotated["refresh_token"]}).status_code == 401
+    # Another session of the same user (another device) is not touched.
+    other = _login(api, "erin2").json()
+    assert api.client.post("/api/v1/auth/refresh",
+                           json={"refresh_token": other["refresh_token"]}).status_code == 200
+
+
 def test_role_change_by_admin_is_audited_and_forces_a_new_login(api):
     admin = api.add_user("root2", "admin")
     user = api.add_user("frank", "viewer")

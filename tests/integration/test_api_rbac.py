@@ -145,6 +145,7 @@ PROTECTED = [
     ("GET", "/api/v1/auth/me"), ("POST", "/api/v1/auth/logout"), ("GET", "/api/v1/users"),
     ("POST", "/api/v1/users"), ("PATCH", "/api/v1/users/x"), ("GET", "/api/v1/collections"),
     ("POST", "/api/v1/collections"), ("GET", "/api/v1/collections/default"),
+    ("POST", "/api/v1/collections/default/reindex"),
     ("POST", "/api/v1/collections/default/documents"), ("GET", "/api/v1/collections/default/documents"),
     ("GET", "/api/v1/documents/x"), ("DELETE", "/api/v1/documents/x"),
     ("POST", "/api/v1/documents/x/reprocess"), ("GET", "/api/v1/documents/x/pages/1"),

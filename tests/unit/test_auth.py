@@ -46,7 +46,7 @@ def test_development_key_is_made_once_and_private(settings_factory):
 
 
 def test_production_needs_a_real_secret(settings_factory):
-    with pytest.raises(ValueError, match="JWT_SECRET"):
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
         settings_factory(mode="production")
     with pytest.raises(ConfigError):
         auth.signing_key(settings_factory(jwt_secret="too-short"))
