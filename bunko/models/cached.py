@@ -1,6 +1,6 @@
 """An ``Embedder`` that remembers: the same text embedded by the same model is computed once.
 
-Keys are ``emb:<side>:<model id>:<sha256 of the text>``: the side matters because query and
+Keys are ``emb:<side>:<model id>:<sha256 of the scope and the text>``: the side matters because query and
 passage embeddings differ (e5's ``query: `` / ``passage: `` prefixes), and the model id makes a
 model change a clean miss. Callers hand in normalised text (``prepare_query`` for queries, the
 extraction for passages), so the key is the normalised text. Values are raw little-endian float32.
@@ -25,11 +25,15 @@ log = logging.getLogger(__name__)
 
 
 class CachedEmbedder:
-    def __init__(self, inner: Embedder, cache: Cache, *, ttl_s: int) -> None:
+    def __init__(self, inner: Embedder, cache: Cache, *, ttl_s: int, scope: str = "") -> None:
+        """``scope`` partitions the cache (the asking user's id for questions): a shared entry
+        made one user's repeat of another's question measurably faster (8 ms against 39 ms in
+        ``processing_time_ms``), telling them what someone else had just asked (finding 15.4)."""
         # Wrapping twice would only double the lookups.
         self.inner: Embedder = inner.inner if isinstance(inner, CachedEmbedder) else inner
         self.cache = cache
         self.ttl_s = ttl_s
+        self.scope = scope
         self.model_id = self.inner.model_id
         self.dim = self.inner.dim
 
@@ -43,7 +47,7 @@ class CachedEmbedder:
         return self._embed("q", texts, self.inner.embed_queries)
 
     def _key(self, side: str, text: str) -> str:
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        digest = hashlib.sha256(f"{self.scope}\0{text}".encode()).hexdigest()
         return f"emb:{side}:{self.model_id}:{digest}"
 
     def _embed(self, side: str, texts: list[str], compute: Callable[[list[str]], np.ndarray]) -> np.ndarray:
