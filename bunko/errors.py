@@ -135,6 +135,12 @@ class Unavailable(BunkoError):
     http_status = 503
 
 
+class Busy(Unavailable):
+    """Too much of one kind of work is running now; the same request later will be served."""
+
+    code = "busy"
+
+
 class StoreUnavailable(Unavailable):
     code = "store_unavailable"
 

@@ -5,6 +5,12 @@ text-layer spans or OCR lines, ``bbox`` in PDF points, origin top left). The pic
 on first request from the original PDF, in the sandbox like every other pdfium call, at
 ``PAGE_IMAGE_DPI`` (enough to read, small enough to send), and kept in the object store so the
 next reader gets the stored bytes.
+
+Each render starts a sandbox that may use up to ``sandbox_memory_mb``: a decompression bomb asked
+for repeatedly started one per request, with no bound (8 requests, 4 at a time: 1.5 → 6.7 GB,
+finding 15.5). So at most ``RENDER_CONCURRENCY`` renders run per process (a request waits
+``RENDER_WAIT_S`` for a turn, then gets 503 "busy"), and a page that failed to render is
+remembered for ``FAILED_RENDER_TTL_S``: asking again gets the same error without a sandbox.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ import io
 import json
 import logging
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bunko.errors import NotFound
+from bunko.errors import Busy, InvalidDocument, NotFound
 from bunko.ingest.pdf import SandboxedPdf
 
 if TYPE_CHECKING:
@@ -27,6 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE_IMAGE_DPI = 100
+RENDER_CONCURRENCY = 2
+RENDER_WAIT_S = 5.0
+FAILED_RENDER_TTL_S = 3600
+_renders = threading.BoundedSemaphore(RENDER_CONCURRENCY)
 
 
 @dataclass(frozen=True)
@@ -77,13 +88,27 @@ def page_image_png(rt: Runtime, doc: Document, page_no: int) -> bytes:
         return cached
     if not doc.raw_key or not rt.objects.exists(doc.raw_key):
         raise NotFound("the original file of this document is not stored; its pages cannot be shown")
-    with tempfile.TemporaryDirectory(prefix="bunko-page-") as tmp:
-        pdf = Path(tmp) / "document.pdf"
-        with pdf.open("wb") as fh:
-            for part in rt.objects.iter_chunks(doc.raw_key):
-                fh.write(part)
-        with SandboxedPdf.from_settings(pdf, rt.settings) as sandboxed:
-            rendered = sandboxed.render(page_no, PAGE_IMAGE_DPI)
+    failed_key = f"page-render-failed:{doc.id}:{page_no}"
+    failed = rt.cache.get_json(failed_key)
+    if isinstance(failed, dict):
+        again = InvalidDocument(str(failed.get("message", "this page cannot be rendered")))
+        again.code = str(failed.get("code", again.code))
+        raise again
+    if not _renders.acquire(timeout=RENDER_WAIT_S):
+        raise Busy("too many pages are being rendered right now; try again in a few seconds")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bunko-page-") as tmp:
+            pdf = Path(tmp) / "document.pdf"
+            with pdf.open("wb") as fh:
+                for part in rt.objects.iter_chunks(doc.raw_key):
+                    fh.write(part)
+            with SandboxedPdf.from_settings(pdf, rt.settings) as sandboxed:
+                rendered = sandboxed.render(page_no, PAGE_IMAGE_DPI)
+    except InvalidDocument as exc:  # over the sandbox's limits, corrupt, timed out: it will again
+        rt.cache.set_json(failed_key, {"message": exc.message, "code": exc.code}, FAILED_RENDER_TTL_S)
+        raise
+    finally:
+        _renders.release()
     out = io.BytesIO()
     rendered.image.save(out, format="PNG")
     png = out.getvalue()
