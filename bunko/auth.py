@@ -12,8 +12,11 @@
 - Signing key: ``settings.jwt_secret``. Production mode refuses to start without one (Settings
   checks); in development a random key is made once and kept in ``data_dir/jwt-secret`` (mode 0600)
   so tokens survive a restart and every process sharing ``data_dir`` agrees.
-- Role changes and deactivation revoke the user's refresh families at once; an access token already
-  issued stays valid until it expires (at most ``access_token_ttl_s``).
+- Every request acts with the user's *current* rights: verifying an access token reads the user's
+  row (role, active) and uses that role, not the one in the token (finding 15.1: a disabled admin's
+  old token still created users). A demoted user gets the new role's permissions at once, a
+  disabled or deleted one is refused; role changes and deactivation also revoke the refresh
+  families. Cost: one primary-key read per request (bench figures in the closing note of issue 15).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import re
 import secrets
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -303,8 +306,9 @@ def verify_access_token(rt: Runtime, token: str) -> AccessClaims:
     if rt.cache.is_revoked(str(claims["jti"])):
         raise AuthenticationError("this token was revoked (logged out); log in again")
     try:
-        return AccessClaims(
-            sub=str(claims["sub"]), name=str(claims.get("name", "")),
+        sub = str(claims["sub"])
+        issued = AccessClaims(
+            sub=sub, name=str(claims.get("name", "")),
             email=str(claims.get("email", "")), role=str(claims["role"]),
             permissions=tuple(str(p) for p in claims.get("permissions", [])),
             iat=int(claims["iat"]), exp=int(claims["exp"]), jti=str(claims["jti"]),
@@ -312,6 +316,13 @@ def verify_access_token(rt: Runtime, token: str) -> AccessClaims:
         )
     except (KeyError, TypeError, ValueError):
         raise AuthenticationError("invalid access token") from None
+    with rt.sessions() as s:
+        row = s.execute(select(User.role, User.active).where(User.id == sub)).one_or_none()
+    if row is None or not row.active:
+        raise AuthenticationError("this account is disabled or no longer exists; ask an administrator")
+    if row.role == issued.role:
+        return issued
+    return replace(issued, role=row.role, permissions=tuple(sorted(p.value for p in permissions_for(row.role))))
 
 
 class RefreshTokenReused(AuthenticationError):

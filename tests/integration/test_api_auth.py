@@ -105,6 +105,30 @@ def test_logout_without_the_refresh_token_still_ends_the_session(api):
                            json={"refresh_token": other["refresh_token"]}).status_code == 200
 
 
+def test_a_disabled_or_demoted_user_loses_their_rights_at_once(api, tmp_path):
+    """Finding 15.1: with the *old* access token, a disabled admin still created an admin user and
+    read the audit log, and a demoted power_user still uploaded."""
+    from tests.integration.api_support import make_pdf
+
+    root = api.add_user("root15", "admin")
+    erin = api.add_user("erin15", "admin")
+    r = api.client.patch(f"/api/v1/users/{erin.id}", headers=root.headers, json={"role": "viewer", "active": False})
+    assert r.status_code == 200
+    backdoor = api.client.post("/api/v1/users", headers=erin.headers,
+                               json={"username": "backdoor", "password": "backdoor-password", "role": "admin"})
+    assert backdoor.status_code == 401
+    assert api.client.get("/api/v1/users", headers=erin.headers).status_code == 401
+    assert api.client.get("/api/v1/audit", headers=erin.headers).status_code == 401
+
+    pat = api.add_user("pat15", "power_user")
+    assert api.client.patch(f"/api/v1/users/{pat.id}", headers=root.headers,
+                            json={"role": "viewer"}).status_code == 200
+    pdf = make_pdf(tmp_path / "after-demotion.pdf", "降格のあとのアップロード。")
+    up = api.upload(pat, pdf)
+    assert up.status_code == 403 and "viewer" in up.json()["error"]["message"]
+    assert api.client.get("/api/v1/auth/me", headers=pat.headers).json()["role"] == "viewer"
+
+
 def test_role_change_by_admin_is_audited_and_forces_a_new_login(api):
     admin = api.add_user("root2", "admin")
     user = api.add_user("frank", "viewer")
