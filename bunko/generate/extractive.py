@@ -10,9 +10,6 @@ Scoring, per sentence: the share of the question's terms (Sudachi + bigrams, as 
 function words dropped) that the sentence contains, each term weighted by its rarity among the
 candidate sentences (a term every sentence has tells nothing); plus a small bonus for the
 passage's own retrieval rank, so that between equally matching sentences the better passage wins.
-Lines are chosen greedily by the question terms they add to those already shown: the second line
-is the one that answers the rest of the question (often the next sentence of the same passage),
-not a near-copy of the first from another passage.
 """
 
 from __future__ import annotations
@@ -87,14 +84,6 @@ def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
     return out
 
 
-def _gain(c: _Sentence, query: frozenset[str], weight: dict[str, float], total: float, covered: set[str],
-          first_block: int | None) -> float:
-    new = sum(weight[t] for t in (query & c.terms) - covered) / total
-    if new <= 0:
-        return 0.0
-    return new + _PASSAGE_WEIGHT / (1 + c.rank) + (0.1 if c.block == first_block else 0.0)
-
-
 def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int = 3) -> str:
     """The answer text for ``question`` from ``hits``, which are the context blocks in order
     (``hits[0]`` is ``[文書1]``)."""
@@ -107,26 +96,23 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
     weight = {t: math.log(1 + n / (1 + df[t])) for t in query}
     total = sum(weight.values()) or 1.0
 
-    pool = [c for c in candidates if query & c.terms]
+    def score(c: _Sentence) -> float:
+        overlap = sum(weight[t] for t in query if t in c.terms) / total
+        return overlap + _PASSAGE_WEIGHT / (1 + c.rank)
+
+    ranked = sorted(
+        (c for c in candidates if query & c.terms), key=lambda c: (-score(c), c.rank, c.position)
+    )
     chosen: list[_Sentence] = []
-    covered: set[str] = set()
     seen: set[str] = set()
-    # Greedy coverage: each next line must bring a question term the lines before lack ("the
-    # default of option 3" is answered by "option 3 controls ..." *and* "its default is 30"),
-    # preferring the passage the first line came from; a line that repeats adds nothing.
-    while pool and len(chosen) < max_sentences:
-        first_block = chosen[0].block if chosen else None
-        gains = {id(c): _gain(c, query, weight, total, covered, first_block) for c in pool}
-        best = max(pool, key=lambda c: (gains[id(c)], -c.rank, -c.position))
-        pool.remove(best)
-        key = re.sub(r"\s+", "", best.text)
-        if gains[id(best)] <= 0:
-            break
+    for c in ranked:
+        key = re.sub(r"\s+", "", c.text)
         if key in seen:
             continue
         seen.add(key)
-        chosen.append(best)
-        covered |= query & best.terms
+        chosen.append(c)
+        if len(chosen) >= max_sentences:
+            break
     if not chosen and candidates:
         # No shared term (a paraphrased question): the opening of the best passage is the best guess.
         chosen = [candidates[0]]

@@ -58,7 +58,7 @@ def test_a_question_the_collection_covers_is_answered(rt):
                  use_cache=False)
     assert answer.mode == "extractive"
     assert answer.sources and answer.sources[0].document_id == "doc-004"
-    assert "30" in answer.answer
+    assert answer.answer.startswith("tar の設定項目 3 は")
 
 
 @pytest.mark.parametrize("question", [
