@@ -22,6 +22,7 @@ import io
 import random
 import re
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -230,52 +231,40 @@ def make_scanned(path: Path) -> Path:
 _BFCHAR = re.compile(rb"<([0-9A-Fa-f]{4})> <([0-9A-Fa-f]{4})>")
 
 
-def make_broken_layer(path: Path) -> Path:
-    """Visible text whose ToUnicode map is rewritten to junk (same byte length, so the xref stays
-    valid): every glyph extracts as U+FFFD or a private-use code point."""
-    pdf = _new_pdf("壊れたテキスト層のサンプル")
+def _remapped_layer(path: Path, title: str, destination: Callable[[int], str]) -> Path:
+    """The broken-layer sentences, with every glyph's ToUnicode entry pointed at
+    ``destination(cid)`` (four hex digits: same byte length, so the xref stays valid)."""
+    pdf = _new_pdf(title)
     pdf.set_compression(False)  # keeps the ToUnicode CMap readable for the rewrite below
     pdf.add_page()
     for sentence in BROKEN_LAYER_SENTENCES:
         _paragraph(pdf, sentence)
     data = bytes(pdf.output())
 
-    def junk(m: re.Match[bytes]) -> bytes:
+    def remap(m: re.Match[bytes]) -> bytes:
         cid = int(m.group(1), 16)
         if cid in (0, 0x20):
             return m.group(0)
-        dst = b"FFFD" if cid % 2 else f"{0xE000 + cid:04X}".encode()
-        return b"<" + m.group(1) + b"> <" + dst + b">"
+        return b"<" + m.group(1) + b"> <" + destination(cid).encode() + b">"
 
     start = data.index(b"beginbfchar")
     end = data.index(b"endbfchar", start)
-    data = data[:start] + _BFCHAR.sub(junk, data[start:end]) + data[end:]
+    data = data[:start] + _BFCHAR.sub(remap, data[start:end]) + data[end:]
     path.write_bytes(data)
     return path
+
+
+def make_broken_layer(path: Path) -> Path:
+    """Visible text whose ToUnicode map is rewritten to junk: every glyph extracts as U+FFFD or a
+    private-use code point."""
+    return _remapped_layer(path, "壊れたテキスト層のサンプル",
+                           lambda cid: "FFFD" if cid % 2 else f"{0xE000 + cid:04X}")
 
 
 def make_wrong_kanji_layer(path: Path) -> Path:
-    """Visible text whose ToUnicode map points every glyph at a valid but wrong ideograph (same
-    byte length): the layer reads as plausible-looking kanji, none of them the page's."""
-    pdf = _new_pdf("誤った漢字のテキスト層")
-    pdf.set_compression(False)
-    pdf.add_page()
-    for sentence in BROKEN_LAYER_SENTENCES:
-        _paragraph(pdf, sentence)
-    data = bytes(pdf.output())
-
-    def wrong(m: re.Match[bytes]) -> bytes:
-        cid = int(m.group(1), 16)
-        if cid in (0, 0x20):
-            return m.group(0)
-        dst = f"{0x4E00 + (cid * 7919) % 0x5000:04X}".encode()
-        return b"<" + m.group(1) + b"> <" + dst + b">"
-
-    start = data.index(b"beginbfchar")
-    end = data.index(b"endbfchar", start)
-    data = data[:start] + _BFCHAR.sub(wrong, data[start:end]) + data[end:]
-    path.write_bytes(data)
-    return path
+    """Visible text whose ToUnicode map points every glyph at a valid but wrong ideograph: the
+    layer reads as plausible-looking kanji, none of them the page's."""
+    return _remapped_layer(path, "誤った漢字のテキスト層", lambda cid: f"{0x4E00 + (cid * 7919) % 0x5000:04X}")
 
 
 def _render_vertical_page(columns: list[str], *, dpi: int = SCAN_DPI, points: int = 14) -> Image.Image:
