@@ -16,7 +16,7 @@
   row (role, active) and uses that role, not the one in the token (finding 15.1: a disabled admin's
   old token still created users). A demoted user gets the new role's permissions at once, a
   disabled or deleted one is refused; role changes and deactivation also revoke the refresh
-  families. Cost: one primary-key read per request (bench figures in the closing note of issue 15).
+  families. Cost: one primary-key read per request (bench/auth.py: +0.8 ms on embedded SQLite).
 """
 
 from __future__ import annotations
