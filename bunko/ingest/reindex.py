@@ -8,8 +8,9 @@ already stored — every completed document's pages (the extracted text and OCR 
 database), re-chunked, re-embedded and indexed into a *new* vector collection — while the old one
 keeps answering; then the collection switches over in one transaction and the old index is dropped.
 Nothing is extracted or OCR'd again, and no document is lost: one completed by a worker while the
-rebuild ran is picked up before the switch, and one a worker is still indexing into the old index
-when the switch happens is re-queued and lands in the new one.
+rebuild ran is picked up before the switch, one a worker is still indexing into the old index
+when the switch happens is re-queued and lands in the new one, and one deleted meanwhile is taken
+out of the new index too.
 """
 
 from __future__ import annotations
@@ -131,6 +132,10 @@ def reindex_collection(rt: Runtime, name: str, *, force: bool = False,
         row.embedding_model = embedder.model_id
         row.embedding_dim = embedder.dim
     catch_up()  # completed between the last pass and the switch
+    # Deleted while the rebuild ran: their delete went to the old index only.
+    for doc_id in done - set(_completed(rt, coll.id)):
+        rt.vectors.delete_document(new_name, doc_id)
+        done.discard(doc_id)
     # Documents a worker was indexing at the switch wrote into the old index: run them again.
     with rt.sessions.begin() as s:
         busy = s.scalars(select(Document.id).where(

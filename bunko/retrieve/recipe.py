@@ -19,7 +19,8 @@ from bunko.text.tokenize import DEFAULT_ANALYZER, Analyzer
 CHUNK_SIZE = 600
 CHUNK_OVERLAP = 80
 TABLE_MAX_CHARS = 2048
-FUSION: Literal["minmax", "milvus", "rrf"] = "minmax"
+# "minmax": bunko.retrieve.fusion over two searches; "weighted" / "rrf": Milvus's own rankers.
+FUSION: Literal["minmax", "weighted", "rrf"] = "minmax"
 WEIGHTS: tuple[float, float] = (0.7, 0.3)
 
 

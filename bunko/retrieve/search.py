@@ -39,7 +39,7 @@ class SearchParams:
     nprobe: int = 128
     hnsw_ef: int = 128
     keyword_shift: float = KEYWORD_SHIFT
-    fusion: Literal["minmax", "weighted", "rrf"] = recipe.FUSION if recipe.FUSION != "milvus" else "weighted"
+    fusion: Literal["minmax", "weighted", "rrf"] = recipe.FUSION
     index_version: str = recipe.INDEX_VERSION
     not_found_bm25_share: float | None = None  # None: no refusal without a reranker
 

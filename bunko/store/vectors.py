@@ -425,14 +425,11 @@ class VectorStore:
         weights: tuple[float, float] = (0.7, 0.3),
         limit: int = 20,
         search_params: DenseIndex | None = None,
-        fusion: Literal["minmax", "weighted", "rrf"] = "minmax",
+        fusion: Literal["weighted", "rrf"] = "weighted",
         rrf_k: int = 60,
     ) -> list[Hit]:
-        """Dense + BM25, ``filter_expr`` applied inside both legs.
-
-        ``fusion="minmax"`` (the default, see :mod:`bunko.retrieve.fusion`): the two legs as two
-        searches, each min-max normalised over its own candidates and summed with ``weights``.
-        ``"weighted"`` and ``"rrf"``: one Milvus ``hybrid_search`` call with its own rankers.
+        """Dense + BM25 in one Milvus call with its own rankers, ``filter_expr`` applied inside both
+        legs. (Bunko's own min-max fusion, :mod:`bunko.retrieve.fusion`, fuses :meth:`search_legs`.)
 
         ``weights`` are (dense, bm25); with ``"weighted"`` Milvus normalises the scores itself. A
         query with no terms (all punctuation) runs the
@@ -444,13 +441,6 @@ class VectorStore:
         decide."""
         from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
-        if fusion == "minmax":
-            from bunko.retrieve.fusion import fuse
-
-            legs = self.search_legs(name, dense=dense, query_tokens=query_tokens, filter_expr=filter_expr,
-                                    dense_k=dense_k, sparse_k=sparse_k, weights=weights,
-                                    search_params=search_params)
-            return fuse(*legs, weights, "minmax")[:limit]
         index = search_params or DenseIndex()
         vec = np.asarray(dense, dtype=np.float32).reshape(-1).tolist()
         reqs: list[AnnSearchRequest] = []

@@ -82,3 +82,19 @@ def test_bunko_reindex_cli_rebuilds_stale_collections_and_leaves_current_ones(le
     assert "old: 1 document(s)" in result.output and f"-> {INDEX_VERSION}" in result.output
     again = CliRunner().invoke(app, ["reindex", "old"])
     assert again.exit_code == 0 and "index is current" in again.output
+
+
+def test_a_document_deleted_during_the_rebuild_does_not_come_back(legacy):
+    from bunko.ingest.submit import delete_document
+    from bunko.store.db import Document
+
+    with legacy.sessions() as s:
+        (doc_id,) = [d.id for d in s.query(Document).all()]
+
+    def delete_it(done: int, left: int) -> None:  # called once the document is in the new index
+        delete_document(legacy, doc_id)
+
+    report = reindex_collection(legacy, "old", progress=delete_it)
+    after = get_collection(legacy, "old")
+    assert legacy.vectors.count(after.vector_collection, doc_id) == 0
+    assert report.documents == 0
