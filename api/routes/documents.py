@@ -143,7 +143,8 @@ def build_router(settings: Settings) -> APIRouter:
                 lambda: submit.submit_document(
                     rt, collection=coll.name, path=received.path, filename=received.filename,
                     owner_id=user.id, visibility=received.visibility,
-                    allowed_roles=received.allowed_roles, tags=received.tags, title=received.title))
+                    allowed_roles=received.allowed_roles, tags=received.tags, title=received.title,
+                    uploader=user.principal))
         finally:
             received.discard()
         await run_in_threadpool(

@@ -12,8 +12,10 @@ in batches of ``LAYER_BATCH_PAGES``, each page under its own deadline):
    (Tesseract ``jpn_vert``), whose column order is preferred.
 
 Every OCR result is cached through :class:`OcrCache` under
-``ocr-outputs/{sha256}/p{page:04d}-{engine}-{version}-{dpi}.json``, so a re-run after a crash does
-not OCR again.
+``{cache_prefix}p{page:04d}-{engine}-{version}-{dpi}.json``, so a re-run after a crash does not OCR
+again. The ingest pipeline gives each document its own prefix (under the document's page outputs,
+deleted with it): a cache shared by file hash across users would tell one user, by how fast their
+upload finished, that someone else had sent the same file.
 """
 
 from __future__ import annotations
@@ -46,8 +48,13 @@ class OcrCache(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
 
-def ocr_cache_key(sha256: str, page_no: int, engine: str, version: str, dpi: int) -> str:
-    return f"ocr-outputs/{sha256}/p{page_no:04d}-{engine}-{version}-{dpi}.json"
+def ocr_cache_key(prefix: str, page_no: int, engine: str, version: str, dpi: int) -> str:
+    return f"{prefix}p{page_no:04d}-{engine}-{version}-{dpi}.json"
+
+
+def file_cache_prefix(sha256: str) -> str:
+    """The cache prefix of a file outside any document (tools and benchmarks): its hash."""
+    return f"ocr-outputs/{sha256}/"
 
 
 def result_to_json(result: OcrResult, *, version: str, dpi: int) -> bytes:
@@ -85,9 +92,9 @@ class _PageOcr:
     """OCR of one page: renders on demand (once per dpi), consults and fills the cache."""
 
     def __init__(
-        self, pdf: SandboxedPdf, page_no: int, sha256: str, cache: OcrCache | None
+        self, pdf: SandboxedPdf, page_no: int, cache_prefix: str, cache: OcrCache | None
     ) -> None:
-        self.pdf, self.page_no, self.sha256, self.cache = pdf, page_no, sha256, cache
+        self.pdf, self.page_no, self.cache_prefix, self.cache = pdf, page_no, cache_prefix, cache
         self._images: dict[int, tuple[Image.Image, int]] = {}
 
     def _image(self, dpi: int) -> tuple[Image.Image, int]:
@@ -101,7 +108,7 @@ class _PageOcr:
             version, read = engine.vertical_version, engine.recognize_vertical
         else:
             version, read = engine.version, engine.recognize
-        key = ocr_cache_key(self.sha256, self.page_no, engine.name, version, dpi)
+        key = ocr_cache_key(self.cache_prefix, self.page_no, engine.name, version, dpi)
         if self.cache is not None:
             cached = self.cache.get(key)
             if cached is not None:
@@ -121,7 +128,7 @@ def ocr_page(
     pdf: SandboxedPdf,
     page_no: int,
     *,
-    sha256: str,
+    cache_prefix: str,
     settings: Settings,
     engines: list[OcrEngine],
     cache: OcrCache | None = None,
@@ -129,7 +136,7 @@ def ocr_page(
     """The best OCR reading of one page under the retry / fallback / vertical rules."""
     if not engines:
         raise OcrFailed(f"page {page_no} needs OCR but no OCR engine is configured (BUNKO_OCR_ENGINES)")
-    job = _PageOcr(pdf, page_no, sha256, cache)
+    job = _PageOcr(pdf, page_no, cache_prefix, cache)
     best: OcrResult | None = None
     errors: list[str] = []
     for engine in engines:
@@ -199,7 +206,7 @@ def extract_document(
     engines: list[OcrEngine],
     cache: OcrCache | None = None,
     on_page: Callable[[int, int], None] | None = None,
-    sha256: str | None = None,
+    cache_prefix: str | None = None,
 ) -> list[PageText]:
     """Every page of ``path`` as :class:`PageText` (1-based page numbers, in order).
 
@@ -207,7 +214,8 @@ def extract_document(
     limits, :class:`OcrFailed` when a page needs OCR and no engine can read it.
     """
     path = Path(path)
-    digest = sha256 or (sha256_file(path) if cache is not None else "")
+    if cache_prefix is None:
+        cache_prefix = file_cache_prefix(sha256_file(path)) if cache is not None else ""
     pages: list[PageText] = []
     with SandboxedPdf.from_settings(path, settings) as pdf:
         total = pdf.info.page_count
@@ -219,7 +227,7 @@ def extract_document(
             else:
                 log.debug("page %d goes to OCR: %s", page_no, reason)
                 result = ocr_page(
-                    pdf, page_no, sha256=digest, settings=settings, engines=engines, cache=cache
+                    pdf, page_no, cache_prefix=cache_prefix, settings=settings, engines=engines, cache=cache
                 )
                 pages.append(
                     PageText(

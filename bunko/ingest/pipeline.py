@@ -23,7 +23,7 @@ from sqlalchemy import delete
 from bunko.collections import CollectionConfig, collection_config
 from bunko.ingest.extract import extract_document
 from bunko.ingest.pdf import render_thumbnail
-from bunko.ingest.submit import page_prefix, thumbnail_key
+from bunko.ingest.submit import ocr_cache_prefix, page_prefix, thumbnail_key
 from bunko.ingest.types import ChunkDraft, PageText
 from bunko.retrieve.recipe import recipe_for
 from bunko.store.db import Chunk, Document, DocumentStatus, Page
@@ -135,7 +135,8 @@ def _extract(rt: Runtime, doc: Document, pdf: Path, heartbeat: Heartbeat) -> lis
             _set_stage(rt, doc.id, "extract", _EXTRACT_END * done / max(total, 1))
 
     return extract_document(pdf, settings=rt.settings, engines=rt.ocr_engines,
-                            cache=ocr_cache(rt.objects), on_page=on_page)
+                            cache=ocr_cache(rt.objects), on_page=on_page,
+                            cache_prefix=ocr_cache_prefix(doc.id))
 
 
 def _store_pages(rt: Runtime, doc: Document, pages: list[PageText]) -> None:

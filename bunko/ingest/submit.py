@@ -3,6 +3,11 @@
 Order on submission (ARCHITECTURE.md §5): validate → duplicate check → raw file to the object store
 → document row + job in ONE transaction. A failure after the upload removes the object again, so
 there is never a row without its file nor a queued job without its row.
+
+The duplicate check is a side channel unless it answers only what the uploader may already know:
+a file already in the collection is refused (409, with the match's id and name) only when the
+uploader may read that match. Otherwise the upload becomes the uploader's own document, processed
+like any other, and neither the answer nor the work done differs from a first upload.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from bunko.access import can_read_document
 from bunko.collections import check_roles, check_visibility, get_collection
 from bunko.errors import DuplicateDocument, InvalidInput, NotFound
 from bunko.ingest import jobs
 from bunko.ingest.page_view import page_image_prefix
 from bunko.ingest.validate import validate_pdf
-from bunko.store.db import Chunk, Document, DocumentStatus, Job, Page, Visibility, new_id
+from bunko.retrieve.types import Principal
+from bunko.store.db import Chunk, Document, DocumentStatus, Job, Page, Role, Visibility, new_id
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
@@ -40,6 +47,11 @@ def page_prefix(document_id: str) -> str:
     return f"ocr-outputs/documents/{document_id}/"
 
 
+def ocr_cache_prefix(document_id: str) -> str:
+    """The document's own OCR cache: inside its page outputs, so deleting it deletes the cache."""
+    return f"{page_prefix(document_id)}ocr/"
+
+
 def submit_document(
     rt: Runtime,
     *,
@@ -51,14 +63,21 @@ def submit_document(
     allowed_roles: Iterable[str] = (),
     tags: Iterable[str] = (),
     title: str | None = None,
+    uploader: Principal | None = None,
 ) -> Document:
+    """Queue ``path`` as a new document of ``collection`` owned by ``owner_id``.
+
+    ``uploader`` is whose read rights decide what a duplicate reveals (the API passes the caller);
+    without it the upload acts with an admin's sight, as the local CLI does.
+    """
+    uploader = uploader or Principal(user_id=owner_id, role=Role.admin.value)
     check_visibility(visibility)
     roles = check_roles(allowed_roles)
     tag_list = _check_tags(tags)
     coll = get_collection(rt, collection)
     info = validate_pdf(path, max_bytes=rt.settings.max_upload_bytes, max_pages=rt.settings.max_pages,
                         settings=rt.settings)
-    _refuse_duplicate(rt, coll.id, info.sha256, filename)
+    _refuse_duplicate(rt, coll.id, info.sha256, filename, uploader)
 
     doc_id = new_id()
     key = raw_key(coll.id, doc_id)
@@ -86,7 +105,8 @@ def submit_document(
             jobs.enqueue(s, doc_id)
     except IntegrityError:
         rt.objects.delete(key)
-        _refuse_duplicate(rt, coll.id, info.sha256, filename)  # a concurrent upload of the same file
+        # A concurrent upload of the same file by the same owner (the only unique clash left).
+        _refuse_duplicate(rt, coll.id, info.sha256, filename, uploader)
         raise
     except BaseException:
         rt.objects.delete(key)
@@ -179,11 +199,18 @@ def mark_failed(rt: Runtime, document_id: str, message: str, code: str) -> None:
             doc.updated_at = datetime.now(UTC)
 
 
-def _refuse_duplicate(rt: Runtime, collection_id: str, sha256: str, filename: str) -> None:
+def _refuse_duplicate(rt: Runtime, collection_id: str, sha256: str, filename: str,
+                      uploader: Principal) -> None:
+    """Refuse the upload when the uploader may read a document of the collection with the same bytes."""
     with rt.sessions() as s:
-        existing = s.scalar(
-            select(Document).where(Document.collection_id == collection_id, Document.sha256 == sha256)
-        )
+        matches = list(s.scalars(
+            select(Document)
+            .where(Document.collection_id == collection_id, Document.sha256 == sha256)
+            .order_by(Document.created_at, Document.id)
+        ))
+    # Their own copy first: with it the message names the document they are most likely after.
+    matches.sort(key=lambda d: d.owner_id != uploader.user_id)
+    existing = next((d for d in matches if can_read_document(uploader, d)), None)
     if existing is not None:
         raise DuplicateDocument(
             f"{filename!r} is already in this collection as document {existing.id} "

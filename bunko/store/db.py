@@ -136,8 +136,11 @@ class Collection(Base):
 class Document(Base):
     __tablename__ = "documents"
     __table_args__ = (
-        UniqueConstraint("collection_id", "sha256", name="uq_documents_collection_sha256"),
+        # One owner holds a file once per collection; other owners may hold the same bytes as
+        # their own document, so that a duplicate check never reveals a document they cannot read.
+        UniqueConstraint("collection_id", "owner_id", "sha256", name="uq_documents_collection_owner_sha256"),
         Index("ix_documents_collection_status", "collection_id", "status"),
+        Index("ix_documents_collection_sha256", "collection_id", "sha256"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -326,12 +329,18 @@ def session_scope(url: str) -> Iterator[Session]:
         session.close()
 
 
-def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``)."""
-    from alembic import command
+def alembic_config(url: str) -> Any:
+    """The Alembic configuration for the database at ``url`` (the migrations ship in the package)."""
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` (by default the newest schema)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

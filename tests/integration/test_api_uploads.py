@@ -117,6 +117,34 @@ def test_good_upload_then_duplicate_is_409_and_leaves_nothing(api, tmp_path):
     assert _footprint(api) == before
 
 
+def test_a_duplicate_names_only_a_document_the_uploader_may_read(api, tmp_path):
+    """Issue 15.3. bob sends the bytes of alice's private PDF: he gets a 201 and a document of his
+    own, shaped like any first upload, with nothing of alice's in it. Bytes of a document he may
+    read, or of his own copy, are a 409 that names it."""
+    alice, bob = api.add_user("dup-alice", "user"), api.add_user("dup-bob", "user")
+    pdf = make_pdf(tmp_path / "secret.pdf", "秘密の文書です。", "alice だけが読めます。")
+    mine = api.upload(alice, pdf, filename="alice_secret.pdf", visibility="private")
+    assert mine.status_code == 201, mine.text
+    theirs = api.upload(bob, pdf, filename="guess.pdf")
+    assert theirs.status_code == 201, theirs.text
+    body = theirs.json()
+    assert body["owner_id"] == bob.id and body["id"] != mine.json()["id"]
+    assert (body["status"], body["filename"], body["visibility"]) == ("pending", "guess.pdf", "collection")
+    assert sorted(body) == sorted(mine.json())
+    assert mine.json()["id"] not in theirs.text and "alice" not in theirs.text
+    assert api.client.get(f"/api/v1/documents/{mine.json()['id']}", headers=bob.headers).status_code == 404
+
+    again = api.upload(bob, pdf, filename="guess-again.pdf")
+    assert again.status_code == 409
+    error = again.json()["error"]
+    assert error["detail"]["existing_document_id"] == body["id"] and "alice" not in again.text
+
+    shared = make_pdf(tmp_path / "shared.pdf", "皆で読む文書です。")
+    assert api.upload(alice, shared).status_code == 201  # visibility "collection": bob may read it
+    seen = api.upload(bob, shared, filename="copy.pdf")
+    assert seen.status_code == 409 and "shared.pdf" in seen.json()["error"]["message"]
+
+
 def test_bad_form_fields_are_422_and_leave_nothing(api, tmp_path):
     pdf = make_pdf(tmp_path / "form.pdf", "フォームの試験です。").read_bytes()
     before = _footprint(api)

@@ -9,7 +9,7 @@ import pytest
 
 from bunko import samples as S
 from bunko.errors import OcrFailed
-from bunko.ingest.extract import extract_document, ocr_cache_key, ocr_page
+from bunko.ingest.extract import extract_document, file_cache_prefix, ocr_cache_key, ocr_page
 from bunko.ingest.pdf import SandboxedPdf
 from bunko.models.base import OcrBlock, OcrResult
 from bunko.models.ocr import load_ocr_engines
@@ -103,7 +103,7 @@ def test_a_rerun_takes_ocr_from_the_cache(samples, settings, engines, scanned):
     _, cache = scanned
     sha = __import__("hashlib").sha256(samples["scanned.pdf"].read_bytes()).hexdigest()
     rapid = engines[0]
-    assert ocr_cache_key(sha, 1, "rapidocr", rapid.version, 300) in cache.puts
+    assert ocr_cache_key(file_cache_prefix(sha), 1, "rapidocr", rapid.version, 300) in cache.puts
     counting = [Counting(e) for e in engines]
     again = extract_document(samples["scanned.pdf"], settings=settings, engines=counting, cache=cache)
     assert sum(c.calls for c in counting) == 0
@@ -164,7 +164,7 @@ def test_low_confidence_is_retried_at_the_higher_dpi_then_the_next_engine_is_tri
     first = Scripted("first", [("ぼやけた", 0.5), ("まだぼやけた", 0.6)])
     second = Scripted("second", [("はっきり", 0.95)])
     with SandboxedPdf.from_settings(samples["broken_layer.pdf"], settings) as pdf:
-        result = ocr_page(pdf, 1, sha256="x", settings=settings, engines=[first, second])
+        result = ocr_page(pdf, 1, cache_prefix="x/", settings=settings, engines=[first, second])
     assert first.dpis == [300, 400]
     assert second.dpis == [300]
     assert result.markdown == "はっきり"
@@ -174,10 +174,10 @@ def test_an_engine_error_falls_back_and_the_best_result_is_kept(samples, setting
     broken = Scripted("broken", [RuntimeError("model crashed")])
     weak = Scripted("weak", [("弱い", 0.4), ("少し良い", 0.7)])
     with SandboxedPdf.from_settings(samples["broken_layer.pdf"], settings) as pdf:
-        result = ocr_page(pdf, 1, sha256="x", settings=settings, engines=[broken, weak])
+        result = ocr_page(pdf, 1, cache_prefix="x/", settings=settings, engines=[broken, weak])
         assert result.markdown == "少し良い" and result.confidence == 0.7
         with pytest.raises(OcrFailed) as info:
-            ocr_page(pdf, 1, sha256="x", settings=settings,
+            ocr_page(pdf, 1, cache_prefix="x/", settings=settings,
                      engines=[Scripted("a", [RuntimeError("boom")]), Scripted("b", [OcrFailed("no")])])
     assert "boom" in info.value.message and "no" in info.value.message
 

@@ -158,6 +158,35 @@ def test_duplicate_upload_is_detected_per_collection(rt, coll, samples):
     assert _submit(rt, other, samples["born_digital.pdf"]) != first
 
 
+def test_a_file_someone_else_holds_privately_becomes_the_uploaders_own_document(rt, coll, samples):
+    """Issue 15.3: the duplicate check answers only what the uploader may read. bob's copy of
+    alice's private scan is his own document, processed from scratch: no OCR result is shared
+    (a cached one would finish faster and tell him alice had it), and each copy's OCR outputs go
+    when that copy is deleted."""
+    from bunko.ingest.submit import delete_document, ocr_cache_prefix
+    from bunko.retrieve.types import Principal
+
+    pdf = samples["scanned.pdf"]
+    alice, bob = Principal("alice", "user"), Principal("bob", "user")
+    first = submit_document(rt, collection=coll, path=pdf, filename="secret.pdf", owner_id="alice",
+                            visibility="private", uploader=alice).id
+    _drain(rt)
+    copy = submit_document(rt, collection=coll, path=pdf, filename="guess.pdf", owner_id="bob",
+                           uploader=bob).id
+    assert copy != first
+    with pytest.raises(DuplicateDocument) as own:  # his own copy, once more: that he may know
+        submit_document(rt, collection=coll, path=pdf, filename="again.pdf", owner_id="bob", uploader=bob)
+    assert own.value.existing_id == copy and first not in str(own.value) and "secret" not in str(own.value)
+    _drain(rt)
+    for doc_id in (first, copy):
+        assert _doc(rt, doc_id).status == "completed"
+        assert rt.objects.list(ocr_cache_prefix(doc_id))
+    assert all(k.startswith("ocr-outputs/documents/") for k in rt.objects.list("ocr-outputs/"))
+    delete_document(rt, first)
+    assert rt.objects.list(ocr_cache_prefix(first)) == []
+    assert rt.objects.list(ocr_cache_prefix(copy)) and _doc(rt, copy).chunk_count > 0
+
+
 def test_a_pdf_with_only_an_owner_password_is_ingested(rt, coll, bad):
     """Copy/print restrictions with no password to open: every reader shows its text, so Bunko
     ingests it; only a user password (one needed to open the file) is refused."""

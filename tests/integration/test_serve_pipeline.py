@@ -32,7 +32,7 @@ from bunko import samples as S
 from bunko.collections import create_collection, get_collection
 from bunko.errors import ModelUnavailable
 from bunko.ingest.pipeline import make_processor
-from bunko.ingest.submit import submit_document
+from bunko.ingest.submit import ocr_cache_prefix, submit_document
 from bunko.ingest.worker import run_worker
 from bunko.qa import ask_stream
 from bunko.retrieve.types import Principal
@@ -185,7 +185,7 @@ def test_scanned_pages_were_read_by_the_serve_ocr_deployment(rt, ingested, serve
     # HttpOcrEngine's, "serve" + the deployment's engine versions, for every page.
     version = rt.ocr_engines[0].version
     assert version.startswith("rapidocr-")
-    keys = rt.objects.list(f"ocr-outputs/{doc.sha256}/")
+    keys = rt.objects.list(ocr_cache_prefix(doc_id))
     assert keys and all(f"-serve-{version}-" in k for k in keys), keys
     assert {int(k.rsplit("/", 1)[1][1:5]) for k in keys} == set(range(1, doc.page_count + 1))
     text = "".join(c.text for c in _chunks(rt, doc_id))
