@@ -22,10 +22,15 @@ ROLE_HELP = "admin | power_user | user | viewer"
 
 
 def _runtime() -> Runtime:
-    from bunko.cli import _runtime as runtime
+    """The runtime of the settings in the environment; a configuration error ends the command with
+    its message (exit 2), as in every other ``bunko`` command."""
+    from bunko.runtime import Runtime
+    from bunko.settings import Settings
 
-    rt: Runtime = runtime()
-    return rt
+    try:
+        return Runtime(Settings())
+    except Exception as exc:
+        raise _fail(exc) from None
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -17,8 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bunko import auth
 from bunko.access import Permission, has_permission
+from bunko.domain import Principal
 from bunko.errors import AuthenticationError, PermissionDenied, RateLimited
-from bunko.retrieve.types import Principal
 from bunko.runtime import Runtime
 
 bearer = HTTPBearer(auto_error=False, description="access token from POST /api/v1/auth/login")

@@ -63,9 +63,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
             if worker is not None:
                 worker.join(timeout=30)
             audit.flush(rt)
-            close = getattr(rt, "close", None)
-            if close is not None:
-                close()
+            rt.close()
 
     app = FastAPI(
         title="Bunko", version="0.1.0", lifespan=lifespan,

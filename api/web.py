@@ -1,16 +1,16 @@
-"""The web page: the single-page app in ``web/`` (TypeScript, built by Vite into ``web/dist``)
-served by the api itself at ``/``, so a browser needs nothing from another origin.
+"""The web page: the single-page app in ``web/`` (TypeScript, built by Vite into ``api/static``,
+package data of ``bunko.api``) served by the api itself at ``/``, so a browser needs nothing from
+another origin.
 
 ``mount_web(app)`` adds ``GET /`` (``index.html``, revalidated on every load) and ``/assets``
 (content-hashed files, cached for a year). The page routes with the URL fragment (``#/documents``),
 so no catch-all route competes with the API. Where the page is not built, ``/`` says how to build
-it instead of failing the whole app. ``BUNKO_WEB_DIR`` points at another build (a container image
-that copies ``web/dist`` elsewhere).
+it instead of failing the whole app.
 """
 
 from __future__ import annotations
 
-import os
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -18,7 +18,6 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-WEB_DIR_ENV = "BUNKO_WEB_DIR"
 BUILD_COMMAND = "npm --prefix web ci && npm --prefix web run build"
 
 _NOT_BUILT = f"""<!doctype html>
@@ -32,12 +31,9 @@ The REST API under <code>/api/v1</code> works without it.</p>
 
 
 def web_dir() -> Path:
-    """Where the built page lives: ``$BUNKO_WEB_DIR``, else ``web/dist`` in the source tree."""
-    configured = os.environ.get(WEB_DIR_ENV, "").strip()
-    if configured:
-        return Path(configured)
-    # api/web.py → the repository root (bunko/api is a symlink to ../api: resolve it first).
-    return Path(__file__).resolve().parent.parent / "web" / "dist"
+    """Where the built page lives: ``static/`` in the installed ``bunko.api`` package."""
+    # A plain directory: Bunko is installed from a wheel or in place, never imported from a zip.
+    return Path(str(files("bunko.api") / "static"))
 
 
 class HashedAssets(StaticFiles):

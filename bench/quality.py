@@ -41,15 +41,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.realdocs import DEFAULT_OUT, build, squash
+from bunko.domain import Hit, PageText
 from bunko.generate.extractive import extractive_answer
 from bunko.generate.prompts import NOT_FOUND_ANSWER, STOP_SEQUENCES, build_messages
-from bunko.ingest.types import PageText
 from bunko.retrieve import recipe as shipped
 from bunko.retrieve.context import build_context
 from bunko.retrieve.fusion import fuse
 from bunko.retrieve.query import prepare_query
 from bunko.retrieve.search import rerank
-from bunko.retrieve.types import Hit
 from bunko.text.chunking import chunk_pages
 from bunko.text.furniture import strip_furniture
 from bunko.text.navigation import is_navigation

@@ -48,9 +48,10 @@ from langchain_core.embeddings import Embeddings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bunko.domain import Principal
 from bunko.models.embedding import load_embedder
 from bunko.retrieve.acl import acl_filter
-from bunko.retrieve.types import Principal, QueryFilters
+from bunko.retrieve.types import QueryFilters
 from bunko.settings import Settings
 from bunko.store.vectors import VectorRow, VectorStore, open_vector_store
 from bunko.testing.servers import milvus_server

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import func, or_, select
 
+from bunko.domain import Principal, Role, Visibility
 from bunko.errors import PermissionDenied
-from bunko.retrieve.types import Principal
-from bunko.store.db import Document, Role, Visibility
+from bunko.store.db import Document
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
@@ -102,14 +102,6 @@ def has_permission(role: str, permission: Permission) -> bool:
     return permission in permissions_for(role)
 
 
-def require_permission(role: str, permission: Permission) -> None:
-    if not has_permission(role, permission):
-        raise PermissionDenied(
-            f"the role {role!r} may not do this (needs permission {permission.value!r})",
-            detail={"role": role, "permission": permission.value},
-        )
-
-
 # --- documents ----------------------------------------------------------------------------------
 
 
@@ -150,10 +142,6 @@ def list_scope(principal: Principal) -> str:
     if Permission.documents_list not in perms:
         return "none"
     return "acl" if principal.role == Role.power_user.value else "own"
-
-
-def filter_readable(principal: Principal, docs: Iterable[Any]) -> list[Any]:
-    return [d for d in docs if can_read_document(principal, d)]
 
 
 # --- collections --------------------------------------------------------------------------------

@@ -38,10 +38,10 @@ from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bunko.access import parse_role, permissions_for
+from bunko.domain import Principal, Role
 from bunko.errors import AuthenticationError, ConfigError, Conflict, InvalidInput, NotFound
-from bunko.retrieve.types import Principal
 from bunko.settings import Settings
-from bunko.store.db import RefreshToken, Role, User, utcnow
+from bunko.store.db import RefreshToken, User, utcnow
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime

@@ -6,17 +6,21 @@ from a ``DocumentCollection`` spec, the API and CLI from their arguments.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from bunko.domain import Role, Visibility
 from bunko.errors import Conflict, InvalidInput, NotFound
 from bunko.retrieve import recipe
-from bunko.store.db import Collection, Document, Role, Visibility
+from bunko.store import keys
+from bunko.store.db import Chunk, Collection, Document, Job, Page, new_id
+from bunko.store.objects import delete_document_objects
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
@@ -107,7 +111,17 @@ def create_collection(
     visibility: str = Visibility.collection.value,
     allowed_roles: Iterable[str] = (),
     pipeline: str = "",
+    collection_id: str | None = None,
+    embedding: tuple[str, int] | None = None,
+    owner: dict[str, str] | None = None,
 ) -> Collection:
+    """Create a collection: its vector collection, its marker object, then its row.
+
+    The one way a collection comes to be, for the API, the CLI and the operator alike. The
+    operator passes the row id (the custom resource's uid), the ``embedding`` model id and
+    dimension its Pipeline serves (otherwise this process's embedder decides) and ``owner``, written
+    into the marker object so that a bucket says which resource owns a prefix.
+    """
     if not NAME_RE.match(name):
         raise InvalidInput(
             f"invalid collection name {name!r}: use 1-63 lowercase letters, digits and '-', "
@@ -119,19 +133,22 @@ def create_collection(
     with rt.sessions() as s:
         if s.scalar(select(Collection).where(Collection.name == name)) is not None:
             raise Conflict(f"collection {name!r} already exists")
-    embedder = rt.embedder
+    model_id, dim = embedding or (rt.embedder.model_id, rt.embedder.dim)
+    cid = collection_id or new_id()
     vname = vector_collection_name(name)
     # The vector collection first: if it fails, no row claims a collection that cannot be searched.
-    rt.vectors.ensure_collection(vname, embedder.dim, index_type=cfg.index_type,
-                                 index_params=cfg.index_params())
+    rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
+    rt.objects.put(keys.collection_marker(cid), json.dumps({"name": name, "id": cid, **(owner or {})}).encode(),
+                   content_type="application/json")
     try:
         with rt.sessions.begin() as s:
             coll = Collection(
+                id=cid,
                 name=name,
                 description=description,
                 pipeline=pipeline,
-                embedding_model=embedder.model_id,
-                embedding_dim=embedder.dim,
+                embedding_model=model_id,
+                embedding_dim=dim,
                 vector_collection=vname,
                 config=cfg.model_dump(),
                 visibility=visibility,
@@ -143,6 +160,25 @@ def create_collection(
         # the unique name decides, and the loser hears Conflict, not a database error.
         raise Conflict(f"collection {name!r} already exists") from exc
     return coll
+
+
+def delete_collection(rt: Runtime, collection_id: str, *, vector_collection: str) -> None:
+    """Remove a collection everywhere: its vectors, every document's objects, its uploads folder,
+    its rows and its cached answers. Safe to run again after a failure anywhere in the middle."""
+    with rt.sessions() as s:
+        docs = s.execute(select(Document.id, Document.raw_key).where(Document.collection_id == collection_id)).all()
+    # Vectors first: from then on no answer can cite these documents, whatever fails next.
+    rt.vectors.drop(vector_collection)
+    for doc_id, raw_key in docs:
+        delete_document_objects(rt.objects, collection_id, doc_id, raw_key=raw_key)
+    rt.objects.delete_prefix(keys.collection_prefix(collection_id))
+    doc_ids = [doc_id for doc_id, _ in docs]
+    with rt.sessions.begin() as s:
+        for model in (Job, Chunk, Page):
+            s.execute(delete(model).where(model.document_id.in_(doc_ids)))  # type: ignore[attr-defined]
+        s.execute(delete(Document).where(Document.collection_id == collection_id))
+        s.execute(delete(Collection).where(Collection.id == collection_id))
+    rt.cache.bump(f"collection:{collection_id}")
 
 
 def ensure_default_collection(rt: Runtime) -> Collection:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from bunko.retrieve.types import Principal
+from bunko.domain import Principal
 from bunko.samples import make_samples
 
 if TYPE_CHECKING:

@@ -7,10 +7,6 @@ scraper never sees a cardinality explosion.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -42,16 +38,6 @@ milvus_collection_size = Gauge(
 bunko_queue_depth = Gauge("bunko_queue_depth", "Ingestion jobs waiting or running", ["status"])
 bunko_cache_hits_total = Counter("bunko_cache_hits_total", "Cache hits", ["cache"])
 bunko_cache_misses_total = Counter("bunko_cache_misses_total", "Cache misses", ["cache"])
-
-
-@contextmanager
-def observe_stage(stage: str) -> Iterator[None]:
-    """``with observe_stage("rerank"): ...`` records the block's duration under that stage."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        rag_query_duration_seconds.labels(stage=stage).observe(time.perf_counter() - start)
 
 
 def render_latest() -> tuple[bytes, str]:

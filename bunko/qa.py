@@ -37,15 +37,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from bunko import metrics
 from bunko.access import can_read_collection
 from bunko.collections import DEFAULT_COLLECTION, collection_config, get_collection
+from bunko.domain import Hit, Principal
 from bunko.errors import BunkoError, PermissionDenied
 from bunko.generate.citations import cited_numbers, strip_invalid_citations
 from bunko.generate.extractive import extractive_answer
 from bunko.generate.prompts import NOT_FOUND_ANSWER, STOP_SEQUENCES, build_messages
-from bunko.models.cached import CachedEmbedder
 from bunko.retrieve.context import build_context
 from bunko.retrieve.query import PreparedQuery, prepare_query
 from bunko.retrieve.search import SearchParams, search
-from bunko.retrieve.types import Answer, Hit, Principal, QueryFilters, Source
+from bunko.retrieve.types import Answer, QueryFilters, Source
 from bunko.store.db import Collection, QueryLog
 
 if TYPE_CHECKING:
@@ -146,12 +146,8 @@ def _answer_events(
             return
         metrics.bunko_cache_misses_total.labels(cache="query").inc()
 
-    # Per user: a repeat of someone else's question must not come back faster (finding 15.4). The
-    # cost: a question asked by many users is embedded once per user (~30 ms on CPU) instead of once.
-    embedder = CachedEmbedder(rt.embedder, rt.cache, ttl_s=settings.embedding_cache_ttl_s,
-                              scope=principal.user_id)
     result = search(
-        rt.vectors, embedder, rt.reranker,
+        rt.vectors, rt.embedder_for(principal.user_id), rt.reranker,
         collection_name=coll.vector_collection, collection_id=coll.id, prepared=prepared,
         principal=principal, filters=filters, params=SearchParams.from_config(collection_config(coll)),
     )

@@ -30,8 +30,6 @@ from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 
 GOTHIC_FONT = Path("/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf")
-MINCHO_FONT = Path("/usr/share/fonts/opentype/ipafont-mincho/ipam.ttf")
-
 # --- what the samples say ----------------------------------------------------------------------
 
 BORN_DIGITAL_TITLE = "文庫サンプル 年次報告書"

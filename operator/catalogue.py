@@ -17,7 +17,6 @@ from bunko.errors import InvalidInput
 
 Role = Literal["ocr", "embedding", "reranker", "llm"]
 Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
-Quantization = Literal["none", "awq", "gptq-int4", "gptq-int8", "fp8"]
 
 GIB = 1024**3
 

@@ -1,25 +1,30 @@
 """What a DocumentCollection owns in the stores: a Milvus collection, object prefixes, database rows.
 
 No kopf here: plain functions over a ``Runtime``, each safe to run again after a failure anywhere
-in the middle (the handler retries them). The database row's id is the custom resource's uid
-(without dashes), so the row says which object owns it without any extra bookkeeping.
+in the middle (the handler retries them). Creating and deleting are the core's
+(``bunko.collections``); what is the operator's own is deciding which, from the spec. The database
+row's id is the custom resource's uid (without dashes), so the row says which object owns it
+without any extra bookkeeping.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 
-from bunko.collections import CollectionConfig, parse_config, vector_collection_name
+from bunko.collections import (
+    CollectionConfig,
+    create_collection,
+    delete_collection,
+    parse_config,
+    vector_collection_name,
+)
 from bunko.errors import Conflict, NotFound, Unavailable
-from bunko.ingest.page_view import page_image_prefix
-from bunko.ingest.submit import page_prefix, reprocess_document, thumbnail_key
-from bunko.store.db import Chunk, Collection, Document, Job, Page
+from bunko.ingest.submit import reprocess_document
+from bunko.store.db import Chunk, Collection, Document
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
@@ -31,10 +36,6 @@ INDEX_FIELDS = ("index_type", "nlist", "hnsw_m", "hnsw_ef_construction")
 
 def row_id(uid: str) -> str:
     return uid.replace("-", "")[:32]
-
-
-def marker_key(collection_id: str) -> str:
-    return f"raw-pdfs/{collection_id}/.collection.json"
 
 
 def config_from_spec(spec: Mapping[str, Any]) -> CollectionConfig:
@@ -119,24 +120,9 @@ def reconcile(
         "allowed_roles": list(roles),
     }
     if row is None:
-        # Vectors first: a row must never point at a collection that cannot be searched.
-        rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
-        rt.objects.put(marker_key(cid), json.dumps({"name": name, "uid": uid}).encode(), "application/json")
-        try:
-            with rt.sessions.begin() as s:
-                s.add(
-                    Collection(
-                        id=cid,
-                        name=name,
-                        embedding_model=model,
-                        embedding_dim=dim,
-                        vector_collection=vname,
-                        config=cfg.model_dump(),
-                        **fields,
-                    )
-                )
-        except IntegrityError as exc:
-            raise Conflict(f"collection {name!r} was created concurrently; retrying") from exc
+        create_collection(rt, name, description=description, config=cfg, visibility=visibility,
+                          allowed_roles=roles, pipeline=pipeline, collection_id=cid, embedding=(model, dim),
+                          owner={"uid": uid})
         return Outcome("created", cid, vname)
 
     why = stale_because(row, model, dim, cfg)
@@ -225,18 +211,6 @@ def remove(rt: Runtime, *, name: str, uid: str) -> bool:
         row = s.scalar(select(Collection).where(Collection.name == name))
         if row is not None and row.id != cid:
             return False  # someone else's collection of the same name: not ours to delete
-        doc_ids = list(s.scalars(select(Document.id).where(Document.collection_id == cid)))
-    # Vectors first: from then on no answer can cite these documents, whatever fails next.
-    rt.vectors.drop(row.vector_collection if row is not None else vname)
-    for doc_id in doc_ids:
-        rt.objects.delete_prefix(page_prefix(doc_id))
-        rt.objects.delete(thumbnail_key(doc_id))
-        rt.objects.delete_prefix(page_image_prefix(doc_id))
-    rt.objects.delete_prefix(f"raw-pdfs/{cid}/")
-    with rt.sessions.begin() as s:
-        for model in (Job, Chunk, Page):
-            s.execute(delete(model).where(model.document_id.in_(doc_ids)))  # type: ignore[attr-defined]
-        s.execute(delete(Document).where(Document.collection_id == cid))
-        s.execute(delete(Collection).where(Collection.id == cid))
-    rt.cache.bump(f"collection:{cid}")
+    # A retry after the row went finds the vectors by the name alone.
+    delete_collection(rt, cid, vector_collection=row.vector_collection if row is not None else vname)
     return row is not None

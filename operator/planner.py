@@ -166,6 +166,12 @@ def estimate_need(req: ModelRequest, info: ModelInfo | None) -> Need:
     weights = info.weights_bytes(req.quantization, dtype) / GIB
     kv = 0.0
     if info.llm is not None:
+        if req.max_model_len > info.llm.max_context:
+            # vLLM refuses to start past the model's own context; say so before any pod exists.
+            raise InvalidInput(
+                f"{req.role}.maxModelLen {req.max_model_len} is longer than {info.id}'s context of "
+                f"{info.llm.max_context} tokens: set it to {info.llm.max_context} or less"
+            )
         kv = kv_cache_gib(info, req.max_model_len, req.max_seqs, req.kv_cache_dtype)
     return Need(weights, kv, info.activation_gib, CUDA_CONTEXT_GIB)
 

@@ -182,8 +182,6 @@ def render_rayservice(name: str, namespace: str, spec: Mapping[str, Any], plan: 
         "spec": {
             "serveConfigV2": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
             "upgradeStrategy": {"type": "None" if plan.single_gpu else "NewCluster"},
-            "serviceUnhealthySecondThreshold": 900,  # weights download on first start
-            "deploymentUnhealthySecondThreshold": 900,
             "rayClusterConfig": {
                 "rayVersion": ray.get("version", "2.60.0"),
                 "enableInTreeAutoscaling": False,

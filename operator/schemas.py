@@ -7,10 +7,9 @@ validates (test emulators do none) and a half-valid spec must become a condition
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator, Mapping
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 import yaml
@@ -22,21 +21,13 @@ PIPELINES = "pipelines"
 COLLECTIONS = "documentcollections"
 
 
-def crd_dir() -> Path:
-    """``crds/`` beside the ``operator/`` folder (``BUNKO_CRDS_DIR`` overrides, e.g. in an image)."""
-    env = os.environ.get("BUNKO_CRDS_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "crds"
-    if not path.is_dir():
-        raise ConfigError(
-            f"CRD folder {path} not found; set BUNKO_CRDS_DIR to the folder with pipelines.yaml"
-        )
-    return path
-
-
 @cache
 def load_crd(plural: str) -> dict[str, Any]:
-    with open(crd_dir() / f"{plural}.yaml", encoding="utf-8") as fh:
-        crd: dict[str, Any] = yaml.safe_load(fh)
+    """The CRD ``crds/<plural>.yaml``, read from the installed package (``bunko.crds``)."""
+    resource = files("bunko.crds") / f"{plural}.yaml"
+    if not resource.is_file():
+        raise ConfigError(f"no CRD named {plural!r} ships with this Bunko (bunko.crds/{plural}.yaml)")
+    crd: dict[str, Any] = yaml.safe_load(resource.read_text(encoding="utf-8"))
     return crd
 
 

@@ -8,7 +8,7 @@ SRC="$ROOT/crds"
 DST="$ROOT/charts/bunko/crds"
 mkdir -p "$DST"
 if [[ "${1:-}" == "--check" ]]; then
-  diff -r --exclude=examples "$SRC" "$DST" >/dev/null 2>&1 || {
+  diff -r --exclude=examples --exclude='*.py' --exclude=__pycache__ "$SRC" "$DST" >/dev/null 2>&1 || {
     echo "charts/bunko/crds/ differs from crds/: run scripts/sync-chart-crds.sh" >&2; exit 1; }
   echo "chart CRDs in sync"
   exit 0

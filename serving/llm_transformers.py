@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,6 @@ class GenerationOutcome:
     completion_tokens: int = 0
     finish_reason: str = "stop"
     error: BaseException | None = None
-    text_parts: list[str] = field(default_factory=list)
 
 
 class TransformersChatEngine:

@@ -76,7 +76,6 @@ in the replica holding the upstream's API key (the key itself never enters the c
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -280,9 +279,3 @@ class ServingSpec(BaseModel):
         return [(r, spec) for r in ROLES if (spec := getattr(self, r)) is not None]
 
 
-def total_gpus(spec: ServingSpec) -> float:
-    """GPUs the spec asks Ray for at its largest (max replicas × num_gpus, summed over roles)."""
-    return math.fsum(
-        (role.autoscaling.max_replicas if role.autoscaling else (role.replicas or 1)) * role.num_gpus
-        for _, role in spec.roles()
-    )

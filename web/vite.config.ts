@@ -6,7 +6,9 @@ import { defineConfig } from "vite";
 export default defineConfig({
   base: "/",
   build: {
-    outDir: "dist",
+    // Package data of bunko.api (api/web.py reads it with importlib.resources), so a wheel built
+    // after this build carries the page.
+    outDir: "../api/static",
     emptyOutDir: true,
     assetsInlineLimit: 0, // no data: URLs for assets; everything is a file served by the api
     modulePreload: { polyfill: false }, // the polyfill is unnecessary in current browsers

@@ -31,11 +31,13 @@ from bunko.api.deps import CurrentUser, Lister, RuntimeDep, Uploader, UserDep, c
 from bunko.api.routes.collections import readable_collection
 from bunko.api.schemas import DocumentList, DocumentOut, PageBlockOut, PageOut, PageSummary
 from bunko.api.uploads import clamd_scan, receive_pdf
+from bunko.domain import DocumentStatus
 from bunko.errors import Conflict, NotFound, PermissionDenied
 from bunko.ingest import page_view, submit
 from bunko.runtime import Runtime
 from bunko.settings import Settings
-from bunko.store.db import Document, DocumentStatus
+from bunko.store import keys
+from bunko.store.db import Document
 
 StatusName = Annotated[str | None, Query(pattern="^(pending|processing|completed|failed)$")]
 
@@ -221,7 +223,7 @@ def build_router(settings: Settings) -> APIRouter:
                 responses={200: {"content": {"image/png": {}}}})
     def get_thumbnail(document_id: str, user: UserDep, rt: RuntimeDep) -> Response:
         doc = readable_document(rt, user, document_id)
-        return _object_response(rt, submit.thumbnail_key(doc.id), "image/png",
+        return _object_response(rt, keys.thumbnail(doc.id), "image/png",
                                 _attachment(f"{doc.id}.png", "inline"), redirect=False)
 
     @router.get("/api/v1/documents/{document_id}/original",

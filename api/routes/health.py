@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 from bunko import metrics
 from bunko.api.deps import RuntimeDep
 from bunko.runtime import Runtime
-from bunko.store.db import Chunk, Collection, Job
+from bunko.store.db import Collection, Job
 
 router = APIRouter(tags=["operations"])
 
@@ -109,18 +109,16 @@ def prometheus_metrics(rt: RuntimeDep) -> Response:
 
 
 def _refresh_gauges(rt: Runtime) -> None:
-    """Queue depth and collection sizes are read at scrape time (chunk rows mirror the vectors one
-    to one, and counting them is cheaper than asking Milvus); a store error leaves them stale."""
+    """Queue depth and collection sizes are read at scrape time; a store error leaves them stale.
+    Collection sizes are what Milvus holds (one count query per collection), so a vector store
+    that lost or kept entities the database does not know about shows here."""
     try:
         with rt.sessions() as s:
             for status, n in s.execute(select(Job.status, func.count()).group_by(Job.status)).all():
                 metrics.bunko_queue_depth.labels(status=status).set(n)
-            sizes = s.execute(
-                select(Collection.name, func.count(Chunk.id))
-                .join(Chunk, Chunk.collection_id == Collection.id, isouter=True)
-                .group_by(Collection.name)
-            ).all()
-        for name, n in sizes:
+            colls = s.execute(select(Collection.name, Collection.vector_collection)).all()
+        for name, vname in colls:
+            n = rt.vectors.count(vname) if rt.vectors.has(vname) else 0
             metrics.milvus_collection_size.labels(collection=name).set(n)
     except Exception:
         return

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bunko.retrieve.types import Hit
+from bunko.domain import Hit
 from bunko.text.navigation import is_toc_line
 from bunko.text.tokenize import Analyzer, query_tokens
 

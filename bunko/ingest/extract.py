@@ -13,29 +13,30 @@ in batches of ``LAYER_BATCH_PAGES``, each page under its own deadline):
 
 Every OCR result is cached through :class:`OcrCache` under
 ``{cache_prefix}p{page:04d}-{engine}-{version}-{dpi}.json``, so a re-run after a crash does not OCR
-again. The ingest pipeline gives each document its own prefix (under the document's page outputs,
-deleted with it): a cache shared by file hash across users would tell one user, by how fast their
-upload finished, that someone else had sent the same file.
+again. The ingest pipeline gives each document its own prefix (``bunko.store.keys.ocr_cache_prefix``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 from PIL import Image
 
+from bunko import metrics
+from bunko.domain import OcrBlock, PageText
 from bunko.errors import BunkoError, OcrFailed
 from bunko.ingest.pdf import LAYER_BATCH_PAGES, LayerPage, SandboxedPdf
 from bunko.ingest.quality import text_layer_is_good
-from bunko.ingest.types import PageText
 from bunko.ingest.validate import sha256_file
-from bunko.models.base import OcrBlock, OcrEngine, OcrResult
+from bunko.models.base import OcrEngine, OcrResult
 from bunko.models.ocr import VerticalOcrEngine, looks_vertical
 from bunko.settings import Settings
+from bunko.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,6 @@ class OcrCache(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
-
-
-def ocr_cache_key(prefix: str, page_no: int, engine: str, version: str, dpi: int) -> str:
-    return f"{prefix}p{page_no:04d}-{engine}-{version}-{dpi}.json"
-
-
-def file_cache_prefix(sha256: str) -> str:
-    """The cache prefix of a file outside any document (tools and benchmarks): its hash."""
-    return f"ocr-outputs/{sha256}/"
 
 
 def result_to_json(result: OcrResult, *, version: str, dpi: int) -> bytes:
@@ -108,13 +100,15 @@ class _PageOcr:
             version, read = engine.vertical_version, engine.recognize_vertical
         else:
             version, read = engine.version, engine.recognize
-        key = ocr_cache_key(self.cache_prefix, self.page_no, engine.name, version, dpi)
+        key = keys.ocr_result(self.cache_prefix, self.page_no, engine.name, version, dpi)
         if self.cache is not None:
             cached = self.cache.get(key)
             if cached is not None:
                 return result_from_json(cached)
         image, dpi_used = self._image(dpi)
+        started = time.perf_counter()
         result = read(image, dpi=dpi_used)
+        metrics.ocr_duration_seconds.labels(engine=engine.name).observe(time.perf_counter() - started)
         if self.cache is not None:
             self.cache.put(key, result_to_json(result, version=version, dpi=dpi_used), "application/json")
         return result
@@ -215,7 +209,7 @@ def extract_document(
     """
     path = Path(path)
     if cache_prefix is None:
-        cache_prefix = file_cache_prefix(sha256_file(path)) if cache is not None else ""
+        cache_prefix = keys.file_ocr_cache_prefix(sha256_file(path)) if cache is not None else ""
     pages: list[PageText] = []
     with SandboxedPdf.from_settings(path, settings) as pdf:
         total = pdf.info.page_count

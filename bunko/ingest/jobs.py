@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from bunko.domain import DocumentStatus, JobStatus
 from bunko.errors import Conflict
-from bunko.store.db import Document, DocumentStatus, Job, JobStatus, get_engine, session_scope, utcnow
+from bunko.store.db import Document, Job, get_engine, session_scope, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bunko.errors import Busy, InvalidDocument, NotFound
 from bunko.ingest.pdf import SandboxedPdf
+from bunko.store import keys
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
@@ -46,14 +47,6 @@ class PageBlock:
     bbox: tuple[float, float, float, float]  # PDF points, origin top left
     confidence: float
     kind: str
-
-
-def page_image_prefix(document_id: str) -> str:
-    return f"thumbnails/pages/{document_id}/"
-
-
-def page_image_key(document_id: str, page_no: int) -> str:
-    return f"{page_image_prefix(document_id)}{page_no}.png"
 
 
 def page_blocks(rt: Runtime, page: Page) -> list[PageBlock]:
@@ -82,7 +75,7 @@ def page_image_png(rt: Runtime, doc: Document, page_no: int) -> bytes:
     if not 1 <= page_no <= doc.page_count:
         raise NotFound(f"page {page_no} of document {doc.id} does not exist "
                        f"(it has {doc.page_count} pages; status {doc.status})")
-    key = page_image_key(doc.id, page_no)
+    key = keys.page_image(doc.id, page_no)
     cached = rt.objects.get_or_none(key)
     if cached is not None:
         return cached

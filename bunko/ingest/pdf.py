@@ -30,7 +30,7 @@ from bunko.text.normalize import join_runs, normalize_text
 if TYPE_CHECKING:
     # Not imported at run time: the sandbox child imports this module, and bunko.models.base brings
     # numpy, a tenth of a second of the child's start-up for nothing (the child sends plain tuples).
-    from bunko.models.base import OcrBlock
+    from bunko.domain import OcrBlock
 
 THUMBNAIL_SIZE = (200, 300)
 # Pages whose text layers one request to the sandbox reads (each page still has its own deadline):

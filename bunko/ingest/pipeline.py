@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete
 
 from bunko.collections import CollectionConfig, collection_config
+from bunko.domain import ChunkDraft, DocumentStatus, PageText
 from bunko.ingest.extract import extract_document
 from bunko.ingest.pdf import render_thumbnail
-from bunko.ingest.submit import ocr_cache_prefix, page_prefix, thumbnail_key
-from bunko.ingest.types import ChunkDraft, PageText
 from bunko.retrieve.recipe import recipe_for
-from bunko.store.db import Chunk, Document, DocumentStatus, Page
+from bunko.store import keys
+from bunko.store.db import Chunk, Document, Page
 from bunko.store.objects import ocr_cache
 from bunko.store.vectors import VectorRow
 from bunko.text.chunking import chunk_pages
@@ -89,14 +89,15 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
         drafts = chunk_document(pages, cfg)
 
         _set_stage(rt, document_id, "embed", _EXTRACT_END)
-        vectors = embed_texts(rt, [indexed_text(doc.title, d) for d in drafts], document_id, heartbeat)
+        vectors = embed_texts(rt, [indexed_text(doc.title, d) for d in drafts], owner_id=doc.owner_id,
+                              document_id=document_id, heartbeat=heartbeat)
 
         _set_stage(rt, document_id, "index", _EMBED_END)
         index_chunks(rt, doc, coll.id, coll.vector_collection, cfg, drafts, vectors)
         heartbeat()
 
         _set_stage(rt, document_id, "thumbnail", 0.98)
-        rt.objects.put(thumbnail_key(doc.id), render_thumbnail(pdf, rt.settings),
+        rt.objects.put(keys.thumbnail(doc.id), render_thumbnail(pdf, rt.settings),
                        content_type="image/png")
 
     with rt.sessions.begin() as s:
@@ -136,15 +137,14 @@ def _extract(rt: Runtime, doc: Document, pdf: Path, heartbeat: Heartbeat) -> lis
 
     return extract_document(pdf, settings=rt.settings, engines=rt.ocr_engines,
                             cache=ocr_cache(rt.objects), on_page=on_page,
-                            cache_prefix=ocr_cache_prefix(doc.id))
+                            cache_prefix=keys.ocr_cache_prefix(doc.id))
 
 
 def _store_pages(rt: Runtime, doc: Document, pages: list[PageText]) -> None:
-    prefix = page_prefix(doc.id)
     rows = []
     for p in pages:
-        md_key = f"{prefix}p{p.page_no:04d}.md"
-        js_key = f"{prefix}p{p.page_no:04d}.json"
+        md_key = keys.page_markdown(doc.id, p.page_no)
+        js_key = keys.page_blocks(doc.id, p.page_no)
         rt.objects.put(md_key, p.markdown.encode(), content_type="text/markdown; charset=utf-8")
         payload = {"page": p.page_no, "source": p.source, "confidence": p.confidence,
                    "width_pt": p.width_pt, "height_pt": p.height_pt,
@@ -159,12 +159,13 @@ def _store_pages(rt: Runtime, doc: Document, pages: list[PageText]) -> None:
         s.add_all(rows)
 
 
-def embed_texts(rt: Runtime, texts: list[str], document_id: str | None = None,
+def embed_texts(rt: Runtime, texts: list[str], *, owner_id: str, document_id: str | None = None,
                 heartbeat: Heartbeat = lambda: None) -> list[list[float]]:
-    """Document embeddings in batches (progress on ``document_id``'s row when given)."""
+    """Document embeddings in batches, cached for the document's owner only (an upload of text
+    someone else sent must take as long as a first one); progress on ``document_id``'s row."""
     batch = rt.settings.embed_batch_size
     out: list[list[float]] = []
-    embedder = rt.embedder
+    embedder = rt.embedder_for(owner_id)
     for start in range(0, len(texts), batch):
         out.extend(embedder.embed_documents(texts[start:start + batch]).tolist())
         heartbeat()

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from bunko.collections import CollectionConfig, collection_config, get_collection
+from bunko.domain import DocumentStatus, PageText
 from bunko.errors import Conflict
 from bunko.ingest import jobs
 from bunko.ingest.pipeline import chunk_document, embed_texts, index_chunks, indexed_text
-from bunko.ingest.types import PageText
 from bunko.retrieve import recipe
-from bunko.store.db import Collection, Document, DocumentStatus, Page
+from bunko.store.db import Collection, Document, Page
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
@@ -112,7 +112,7 @@ def reindex_collection(rt: Runtime, name: str, *, force: bool = False,
         todo = {k: d for k, d in _completed(rt, coll.id).items() if k not in done}
         for i, doc in enumerate(todo.values(), 1):
             drafts = chunk_document(_pages(rt, doc.id), new_cfg)
-            vectors = embed_texts(rt, [indexed_text(doc.title, d) for d in drafts])
+            vectors = embed_texts(rt, [indexed_text(doc.title, d) for d in drafts], owner_id=doc.owner_id)
             index_chunks(rt, doc, coll.id, new_name, new_cfg, drafts, vectors)
             done.add(doc.id)
             report.chunks += len(drafts)

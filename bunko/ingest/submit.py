@@ -13,7 +13,6 @@ like any other, and neither the answer nor the work done differs from a first up
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,34 +21,18 @@ from sqlalchemy.exc import IntegrityError
 
 from bunko.access import can_read_document
 from bunko.collections import check_roles, check_visibility, get_collection
+from bunko.domain import DocumentStatus, Principal, Role, Visibility
 from bunko.errors import DuplicateDocument, InvalidInput, NotFound
 from bunko.ingest import jobs
-from bunko.ingest.page_view import page_image_prefix
 from bunko.ingest.validate import validate_pdf
-from bunko.retrieve.types import Principal
-from bunko.store.db import Chunk, Document, DocumentStatus, Job, Page, Role, Visibility, new_id
+from bunko.store import keys
+from bunko.store.db import Chunk, Document, Job, Page, new_id
+from bunko.store.objects import delete_document_objects
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
 
 MAX_TAGS = 32
-
-
-def raw_key(collection_id: str, document_id: str) -> str:
-    return f"raw-pdfs/{collection_id}/{document_id}.pdf"
-
-
-def thumbnail_key(document_id: str) -> str:
-    return f"thumbnails/{document_id}.png"
-
-
-def page_prefix(document_id: str) -> str:
-    return f"ocr-outputs/documents/{document_id}/"
-
-
-def ocr_cache_prefix(document_id: str) -> str:
-    """The document's own OCR cache: inside its page outputs, so deleting it deletes the cache."""
-    return f"{page_prefix(document_id)}ocr/"
 
 
 def submit_document(
@@ -80,7 +63,7 @@ def submit_document(
     _refuse_duplicate(rt, coll.id, info.sha256, filename, uploader)
 
     doc_id = new_id()
-    key = raw_key(coll.id, doc_id)
+    key = keys.raw_pdf(coll.id, doc_id)
     rt.objects.put_file(key, path, content_type="application/pdf")
     try:
         with rt.sessions.begin() as s:
@@ -140,11 +123,7 @@ def delete_document(rt: Runtime, document_id: str) -> None:
     # happens to the remaining steps (which a retry of the delete completes).
     if rt.vectors.has(vname):
         rt.vectors.delete_document(vname, document_id)
-    rt.objects.delete_prefix(page_prefix(document_id))
-    rt.objects.delete(thumbnail_key(document_id))
-    rt.objects.delete_prefix(page_image_prefix(document_id))
-    if key:
-        rt.objects.delete(key)
+    delete_document_objects(rt.objects, coll_id, document_id, raw_key=key)
     with rt.sessions.begin() as s:
         s.execute(delete(Job).where(Job.document_id == document_id))
         s.execute(delete(Chunk).where(Chunk.document_id == document_id))
@@ -187,16 +166,6 @@ def list_documents(
         total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
         docs = list(s.scalars(q.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)))
     return docs, int(total)
-
-
-def mark_failed(rt: Runtime, document_id: str, message: str, code: str) -> None:
-    with rt.sessions.begin() as s:
-        doc = s.get(Document, document_id)
-        if doc is not None:
-            doc.status = DocumentStatus.failed.value
-            doc.error = message
-            doc.error_code = code
-            doc.updated_at = datetime.now(UTC)
 
 
 def _refuse_duplicate(rt: Runtime, collection_id: str, sha256: str, filename: str,

@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from bunko.domain import OcrBlock
+
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -44,15 +46,6 @@ class Reranker(Protocol):
     def score(self, query: str, passages: list[str]) -> list[float]: ...
 
 
-@dataclass(frozen=True)
-class OcrBlock:
-    """One recognised line or cell. ``bbox`` is (x0, y0, x1, y1) in page points (1/72 inch),
-    origin top-left, so it maps onto the PDF page whatever the rendering dpi was."""
-
-    text: str
-    bbox: tuple[float, float, float, float]
-    confidence: float
-    kind: str = "text"  # "text" | "table" | "title" | "figure"
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -40,6 +41,11 @@ class CachedEmbedder:
     def __repr__(self) -> str:
         return f"CachedEmbedder({self.inner!r}, ttl_s={self.ttl_s})"
 
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
+
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         return self._embed("d", texts, self.inner.embed_documents)
 
@@ -53,7 +59,7 @@ class CachedEmbedder:
     def _embed(self, side: str, texts: list[str], compute: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if self.ttl_s <= 0:
-            return np.asarray(compute(texts), dtype=np.float32).reshape(len(texts), self.dim)
+            return np.asarray(_timed(compute, texts), dtype=np.float32).reshape(len(texts), self.dim)
         keys = [self._key(side, t) for t in texts]
         missing: dict[str, list[int]] = {}  # text -> rows that need it (duplicates embedded once)
         for i, (text, key) in enumerate(zip(texts, keys, strict=True)):
@@ -64,7 +70,7 @@ class CachedEmbedder:
                 missing.setdefault(text, []).append(i)
         if missing:
             todo = list(missing)
-            vectors = np.asarray(compute(todo), dtype=np.float32).reshape(len(todo), self.dim)
+            vectors = np.asarray(_timed(compute, todo), dtype=np.float32).reshape(len(todo), self.dim)
             for text, vec in zip(todo, vectors, strict=True):
                 rows = missing[text]
                 out[rows] = vec
@@ -76,3 +82,12 @@ class CachedEmbedder:
             metrics.bunko_cache_misses_total.labels(cache="embedding").inc(computed)
         log.debug("embeddings (%s): %d cached, %d computed", side, len(texts) - computed, computed)
         return out
+
+
+def _timed(compute: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+    """One embedding batch, its time observed (every embedder, local or HTTP, goes through here)."""
+    started = time.perf_counter()
+    try:
+        return compute(texts)
+    finally:
+        metrics.embedding_duration_seconds.observe(time.perf_counter() - started)

@@ -35,8 +35,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from bunko.domain import OcrBlock
 from bunko.errors import InvalidInput, ModelUnavailable
-from bunko.models.base import OcrBlock, OcrResult
+from bunko.models.base import OcrResult
 
 log = logging.getLogger(__name__)
 
@@ -376,11 +377,3 @@ class HttpOcrEngine:
         return self._recognize(image, dpi, True)
 
 
-def http_models_from_settings(settings: Any) -> tuple[HttpEmbedder, HttpReranker | None, HttpOcrEngine]:
-    """The three clients for ``settings.model_endpoint`` (the reranker only when one is configured)."""
-    base = settings.model_endpoint
-    if not base:
-        raise ModelUnavailable("BUNKO_MODEL_ENDPOINT is empty: there is no model server to call")
-    timeout = settings.model_timeout_s
-    reranker = HttpReranker(base, timeout_s=timeout) if settings.reranker_model else None
-    return HttpEmbedder(base, timeout_s=timeout), reranker, HttpOcrEngine(base, timeout_s=timeout)

@@ -29,8 +29,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from bunko.domain import OcrBlock
 from bunko.errors import ConfigError, ModelUnavailable, OcrFailed
-from bunko.models.base import OcrBlock, OcrEngine, OcrResult
+from bunko.models.base import OcrEngine, OcrResult
 from bunko.text.normalize import join_runs, normalize_text
 
 

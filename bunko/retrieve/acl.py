@@ -13,8 +13,8 @@ can change the expression's structure. Rules (document-level ACLs, ARCHITECTURE.
 
 from __future__ import annotations
 
-from bunko.retrieve.types import Principal, QueryFilters
-from bunko.store.db import Role, Visibility
+from bunko.domain import Principal, Role, Visibility
+from bunko.retrieve.types import QueryFilters
 from bunko.store.vectors import quote
 
 # Roles whose names are plain words, safe inside a LIKE pattern.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bunko.retrieve.types import Hit
+from bunko.domain import Hit
 
 # Without the model's tokenizer: Japanese runs about one token per 1–1.5 characters in the common
 # LLM vocabularies, so one token per character errs on the safe side.

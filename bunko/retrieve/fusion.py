@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Literal
 
-from bunko.retrieve.types import Hit
+from bunko.domain import Hit
 
 Fusion = Literal["minmax", "milvus", "rrf"]
 RRF_K = 60

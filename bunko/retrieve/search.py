@@ -15,12 +15,13 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from bunko.domain import Hit, Principal
 from bunko.models.base import Embedder, Reranker
 from bunko.retrieve import recipe
 from bunko.retrieve.acl import acl_filter
 from bunko.retrieve.fusion import fuse
 from bunko.retrieve.query import KEYWORD_SHIFT, PreparedQuery
-from bunko.retrieve.types import Hit, Principal, QueryFilters
+from bunko.retrieve.types import QueryFilters
 from bunko.store.vectors import DenseIndex, VectorStore
 from bunko.text.navigation import is_navigation
 

@@ -6,15 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking. ``role`` is a ``bunko.store.db.Role`` value. The ACL filter in the vector
-    search is built from this, so it must come from an authenticated identity, never a request."""
-
-    user_id: str
-    role: str
-
-
 @dataclass
 class QueryFilters:
     document_ids: list[str] = field(default_factory=list)
@@ -23,19 +14,6 @@ class QueryFilters:
     date_to: datetime | None = None
 
 
-@dataclass
-class Hit:
-    """A chunk found by search, before or after reranking."""
-
-    chunk_id: str
-    document_id: str
-    page_no: int
-    chunk_index: int
-    text: str
-    score: float  # fused score; replaced by the rerank score after reranking
-    kind: str = "text"
-    section: str = ""
-    title: str = ""
 
 
 @dataclass

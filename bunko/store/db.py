@@ -5,7 +5,6 @@ Alembic owns the schema (``bunko/store/migrations``); ``migrate()`` brings a dat
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from bunko.domain import DocumentStatus, JobStatus, Role, Visibility
 
 
 def utcnow() -> datetime:
@@ -86,31 +87,12 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
 
 
-class DocumentStatus(enum.StrEnum):
-    pending = "pending"
-    processing = "processing"
-    completed = "completed"
-    failed = "failed"
 
 
-class JobStatus(enum.StrEnum):
-    queued = "queued"
-    running = "running"
-    done = "done"
-    failed = "failed"
 
 
-class Visibility(enum.StrEnum):
-    private = "private"  # owner (and admins) only
-    collection = "collection"  # everyone who may read the collection
-    roles = "roles"  # the roles listed in allowed_roles, plus the owner
 
 
-class Role(enum.StrEnum):
-    admin = "admin"
-    power_user = "power_user"
-    user = "user"
-    viewer = "viewer"
 
 
 class Collection(Base):

@@ -39,8 +39,8 @@ from pathlib import Path
 
 from bunko.errors import StoreUnavailable
 
-ENGINE_PIN = "milvus-lite==2.5.1"
-ENGINE_MARKER = ".bunko-milvus"  # written by scripts/milvus-server.sh build, holds ENGINE_PIN
+# Written by scripts/milvus-server.sh build; holds that script's PIN (the one place it is set).
+ENGINE_MARKER = ".bunko-milvus"
 STATE_FILE = "server.json"
 _START_TIMEOUT_S = 60.0
 
@@ -126,10 +126,6 @@ class LocalMilvus:
     root: Path
     binary: Path
     idle_s: float = 300.0
-
-    @property
-    def data_file(self) -> Path:
-        return self.root / "milvus.db"
 
     def _read_state(self) -> dict[str, int] | None:
         try:

@@ -1,8 +1,9 @@
 """The object store: raw PDFs, OCR outputs and thumbnails, on a local directory or on S3.
 
 Keys are ``/``-separated relative paths under three prefixes (``raw-pdfs/``, ``ocr-outputs/``,
-``thumbnails/``). The two back ends behave the same for everything the core does; only
-``presigned_url`` differs (a directory has no URLs, so it returns ``None`` and the API streams).
+``thumbnails/``; every key is made in ``bunko.store.keys``). The two back ends behave the same
+for everything the core does; only ``presigned_url`` differs (a directory has no URLs, so it
+returns ``None`` and the API streams).
 
 Chosen by ``Settings.resolved_object_store_url``:
 
@@ -29,11 +30,8 @@ from urllib.parse import urlsplit
 
 from bunko.errors import ConfigError, InvalidInput, NotFound, StoreUnavailable
 from bunko.settings import Settings
-
-RAW_PDFS = "raw-pdfs/"
-OCR_OUTPUTS = "ocr-outputs/"
-THUMBNAILS = "thumbnails/"
-PREFIXES = (RAW_PDFS, OCR_OUTPUTS, THUMBNAILS)
+from bunko.store import keys
+from bunko.store.keys import OCR_OUTPUTS
 
 MAX_KEY_LENGTH = 1024
 _TMP_PREFIX = ".tmp-"
@@ -420,6 +418,17 @@ def open_object_store(settings: Settings) -> ObjectStore:
         )
     raise ConfigError(f"BUNKO_OBJECT_STORE_URL {url!r}: unsupported scheme {parts.scheme!r}; "
                       "use file:///path, s3://host:port or s3+https://host:port")
+
+
+def delete_document_objects(store: ObjectStore, collection_id: str, document_id: str, *,
+                            raw_key: str = "") -> None:
+    """Every object a document owns (``bunko.store.keys.document_objects``); idempotent."""
+    names, prefixes = keys.document_objects(collection_id, document_id)
+    for prefix in prefixes:
+        store.delete_prefix(prefix)
+    for key in dict.fromkeys([*names, raw_key]):
+        if key:
+            store.delete(key)
 
 
 # --- OCR cache adapter --------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 from pydantic import SecretStr
 
+from bunko.domain import Hit
 from bunko.errors import StoreUnavailable
-from bunko.retrieve.types import Hit
 
 if TYPE_CHECKING:
     from bunko.settings import Settings

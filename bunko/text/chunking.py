@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from bunko.ingest.types import ChunkDraft, PageText
+from bunko.domain import ChunkDraft, PageText
 
 JAPANESE_SEPARATORS = ["\n\n", "\n", "。", "！", "？", "、", ""]
 

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bunko.ingest.types import PageText
+from bunko.domain import PageText
 
 EDGE_LINES = 1
 MIN_SHARE = 0.4

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,10 +172,6 @@ class Service:
         self._signal_group(signal.SIGKILL)  # stragglers of the group, even when the leader exited
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
-
-    def restart(self, *, wait: bool = True) -> Service:
-        self.stop()
-        return self.start(wait=wait)
 
 
 # --- probes --------------------------------------------------------------------------------------
@@ -653,14 +649,3 @@ def _postgres_bindir() -> Path:
         raise RuntimeError("PostgreSQL server binaries are missing: apt-get install postgresql")
     return candidates[0].parent
 
-
-@contextlib.contextmanager
-def running_cluster(root: Path, config: ClusterConfig | None = None,
-                    log: Callable[[str], None] = print) -> Iterator[Cluster]:
-    """A started cluster that is closed on the way out, whatever happened."""
-    cluster = Cluster(root, config or ClusterConfig())
-    try:
-        cluster.start_all(log=log)
-        yield cluster
-    finally:
-        cluster.close()

@@ -742,7 +742,7 @@ class E2E:
         from pymilvus import MilvusClient
 
         from bunko.collections import parse_config
-        from bunko.ingest.types import PageText
+        from bunko.domain import PageText
         from bunko.text.chunking import chunk_pages
 
         ids = list(self.accepted)

@@ -62,6 +62,33 @@ def runtime_factory(settings_factory: Callable[..., Any]) -> Iterator[Callable[.
 
     yield make
     for rt in made:
-        close = getattr(rt, "close", None)
-        if close is not None:
-            close()
+        rt.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake Kubernetes API (kmock) with Bunko's CRDs, and the kubeconfig pointing at it."""
+    from kubernetes.config import kube_config
+
+    from tests.operator_support.cluster import FakeCluster
+
+    fake = FakeCluster(tmp_path).start()
+    # The kubernetes client reads this at import time; kopf's login goes through it.
+    monkeypatch.setenv("KUBECONFIG", str(fake.kubeconfig))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(fake.kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible server (``bunko.testing.servers``) over a tiny test-made LLM."""
+    from bunko.testing.servers import llm_server as run_llm_server
+    from bunko.testing.tiny_models import make_tiny_llm
+
+    model = make_tiny_llm(tmp_path_factory.mktemp("llm") / "tiny-qwen")
+    with run_llm_server(model, served_model_name="tiny-qwen", startup_timeout_s=180) as base:
+        yield base

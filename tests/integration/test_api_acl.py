@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bunko.access import can_read_document
-from bunko.retrieve.types import Principal
+from bunko.domain import Principal
 from tests.integration.api_support import make_pdf, open_api, wait_for_status
 
 # (owner, visibility, allowed_roles)

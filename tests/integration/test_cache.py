@@ -135,5 +135,9 @@ def test_redis_outage_degrades_reads_and_fails_revocation_closed():
     assert time.monotonic() - t0 < 5  # short timeouts: an outage costs little per call
 
 
-def test_ping(cache):
-    cache.ping()
+def test_ping_answers_while_the_cache_is_up(cache):
+    """The other half of the dead-port test above: a live cache's ping is quiet and the cache keeps
+    serving (/ready builds on both halves)."""
+    assert cache.ping() is None
+    cache.set("after-ping", b"1", 60)
+    assert cache.get("after-ping") == b"1"

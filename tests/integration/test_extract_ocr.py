@@ -8,12 +8,14 @@ import re
 import pytest
 
 from bunko import samples as S
+from bunko.domain import OcrBlock
 from bunko.errors import OcrFailed
-from bunko.ingest.extract import extract_document, file_cache_prefix, ocr_cache_key, ocr_page
+from bunko.ingest.extract import extract_document, ocr_page
 from bunko.ingest.pdf import SandboxedPdf
-from bunko.models.base import OcrBlock, OcrResult
+from bunko.models.base import OcrResult
 from bunko.models.ocr import load_ocr_engines
 from bunko.settings import Settings
+from bunko.store import keys
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +105,7 @@ def test_a_rerun_takes_ocr_from_the_cache(samples, settings, engines, scanned):
     _, cache = scanned
     sha = __import__("hashlib").sha256(samples["scanned.pdf"].read_bytes()).hexdigest()
     rapid = engines[0]
-    assert ocr_cache_key(file_cache_prefix(sha), 1, "rapidocr", rapid.version, 300) in cache.puts
+    assert keys.ocr_result(keys.file_ocr_cache_prefix(sha), 1, "rapidocr", rapid.version, 300) in cache.puts
     counting = [Counting(e) for e in engines]
     again = extract_document(samples["scanned.pdf"], settings=settings, engines=counting, cache=cache)
     assert sum(c.calls for c in counting) == 0

@@ -92,6 +92,12 @@ def _similar(needle: str, hay: str) -> float:
     return best
 
 
+def _observed(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def _submit(rt: Any, coll: str, path: Path, **kw: Any) -> str:
     return str(submit_document(rt, collection=coll, path=path, filename=path.name, owner_id="u1", **kw).id)
 
@@ -163,8 +169,9 @@ def test_a_file_someone_else_holds_privately_becomes_the_uploaders_own_document(
     alice's private scan is his own document, processed from scratch: no OCR result is shared
     (a cached one would finish faster and tell him alice had it), and each copy's OCR outputs go
     when that copy is deleted."""
-    from bunko.ingest.submit import delete_document, ocr_cache_prefix
-    from bunko.retrieve.types import Principal
+    from bunko.domain import Principal
+    from bunko.ingest.submit import delete_document
+    from bunko.store.keys import ocr_cache_prefix
 
     pdf = samples["scanned.pdf"]
     alice, bob = Principal("alice", "user"), Principal("bob", "user")
@@ -177,7 +184,14 @@ def test_a_file_someone_else_holds_privately_becomes_the_uploaders_own_document(
     with pytest.raises(DuplicateDocument) as own:  # his own copy, once more: that he may know
         submit_document(rt, collection=coll, path=pdf, filename="again.pdf", owner_id="bob", uploader=bob)
     assert own.value.existing_id == copy and first not in str(own.value) and "secret" not in str(own.value)
+    engine = rt.ocr_engines[0].name
+    ocr_before, embed_before = _observed("ocr_duration_seconds_count", engine=engine), _observed(
+        "embedding_duration_seconds_count")
     _drain(rt)
+    # bob's copy was read by the OCR engine page by page (and the time of each read observed), as a
+    # first upload would be; its chunks were embedded, not taken from alice's.
+    assert _observed("ocr_duration_seconds_count", engine=engine) - ocr_before >= len(S.SCANNED_PAGES)
+    assert _observed("embedding_duration_seconds_count") > embed_before
     for doc_id in (first, copy):
         assert _doc(rt, doc_id).status == "completed"
         assert rt.objects.list(ocr_cache_prefix(doc_id))

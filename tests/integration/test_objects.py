@@ -111,8 +111,15 @@ def test_ocr_cache_adapter(store):
     assert all(k.startswith("ocr-outputs/") for k in store.list(""))
 
 
-def test_ping_ok(store):
-    store.ping()
+def test_ping_answers_while_the_directory_is_there_and_refuses_once_it_is_gone(tmp_path):
+    store = DirectoryObjectStore(tmp_path / "objs")
+    assert store.ping() is None
+    store.put("raw-pdfs/a.pdf", b"1")
+    import shutil
+
+    shutil.rmtree(tmp_path / "objs")
+    with pytest.raises(StoreUnavailable, match="missing or not writable"):
+        store.ping()
 
 
 def test_directory_store_writes_are_atomic_and_leave_no_temp_files(tmp_path):

@@ -29,16 +29,6 @@ pytestmark = pytest.mark.slow
 MESSAGES = [ChatMessage("system", "簡潔に答えてください。"), ChatMessage("user", "売上高は？")]
 
 
-@pytest.fixture(scope="module")
-def llm_server(tmp_path_factory: pytest.TempPathFactory):
-    from bunko.testing.servers import llm_server as run_llm_server
-    from bunko.testing.tiny_models import make_tiny_llm
-
-    model = make_tiny_llm(tmp_path_factory.mktemp("llm") / "tiny-qwen")
-    with run_llm_server(model, served_model_name="tiny-qwen", startup_timeout_s=180) as base:
-        yield base
-
-
 def _plain_completion(base: str, max_tokens: int) -> str:
     """The same request, not streamed: the reference text for the streamed one."""
     body = {"model": "tiny-qwen", "max_tokens": max_tokens, "temperature": 0,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bunko.operator import collection
 from bunko.store.db import Collection, Document
 from tests.operator_support.cluster import wait_for
-from tests.operator_support.fixtures import cluster, example, operator_running  # noqa: F401
+from tests.operator_support.fixtures import example, operator_running
 
 
 def _condition(obj, type_):
@@ -33,7 +33,7 @@ def stores(tmp_path, monkeypatch):
     collection.close_runtime()
 
 
-def test_collection_lifecycle(cluster, stores):  # noqa: F811
+def test_collection_lifecycle(cluster, stores):
     coll = example("documentcollection.default.yaml")
     coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
     with operator_running() as runner:
@@ -121,12 +121,12 @@ def test_collection_lifecycle(cluster, stores):  # noqa: F811
         assert s.scalars(select(Document)).all() == []
 
 
-def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores):  # noqa: F811
+def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores):
     """An index built by an older recipe (version 1) is rebuilt with the current one when the
     reindex.bunko.dev/requested annotation gets a new value; its documents stay searchable."""
     from bunko.collections import collection_config
+    from bunko.domain import ChunkDraft
     from bunko.ingest.pipeline import index_chunks
-    from bunko.ingest.types import ChunkDraft
     from bunko.retrieve.recipe import INDEX_VERSION
     from bunko.store.db import Page
 

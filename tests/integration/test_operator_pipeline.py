@@ -8,7 +8,7 @@ import time
 import yaml
 
 from tests.operator_support.cluster import wait_for
-from tests.operator_support.fixtures import cluster, example, operator_running  # noqa: F401
+from tests.operator_support.fixtures import example, operator_running
 
 
 def _condition(obj, type_):
@@ -18,7 +18,7 @@ def _condition(obj, type_):
     return None
 
 
-def test_pipeline_lifecycle(cluster):  # noqa: F811
+def test_pipeline_lifecycle(cluster):
     pipeline = example("pipeline.permissive.yaml")
     with operator_running() as runner:
         cluster.apply(pipeline)
@@ -106,7 +106,7 @@ def test_pipeline_lifecycle(cluster):  # noqa: F811
     assert cluster.get("Pipeline", "bunko-permissive") == before
 
 
-def test_infeasible_pipeline_gets_planned_false_and_no_rayservice(cluster):  # noqa: F811
+def test_infeasible_pipeline_gets_planned_false_and_no_rayservice(cluster):
     pipeline = example("pipeline.rtx4090.yaml")
     pipeline["metadata"]["name"] = "seed-split"
     for role, share in (("ocr", 0.4), ("embedding", 0.3), ("reranker", 0.1), ("llm", 0.2)):

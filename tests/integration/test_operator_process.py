@@ -10,10 +10,10 @@ import httpx
 
 from tests.conftest import free_port
 from tests.operator_support.cluster import wait_for
-from tests.operator_support.fixtures import cluster, example  # noqa: F401
+from tests.operator_support.fixtures import example
 
 
-def test_operator_process_serves_liveness_and_metrics(cluster, tmp_path):  # noqa: F811
+def test_operator_process_serves_liveness_and_metrics(cluster, tmp_path):
     live, metrics = free_port(), free_port()
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "BUNKO_DATA_DIR": str(tmp_path / "data")}
     env.pop("KUBERNETES_SERVICE_HOST", None)

@@ -9,17 +9,16 @@ import pytest
 from sqlalchemy import func, select
 
 from bunko.collections import create_collection, ensure_default_collection
+from bunko.domain import Principal
 from bunko.errors import InvalidQuery, PermissionDenied
 from bunko.generate.prompts import NOT_FOUND_ANSWER
 from bunko.models.cached import CachedEmbedder
 from bunko.qa import ask, ask_stream
 from bunko.retrieve.query import prepare_query
-from bunko.retrieve.types import Principal
 from bunko.settings import Settings
 from bunko.store.db import QueryLog
 from bunko.store.vectors import VectorRow
 from bunko.text.tokenize import index_tokens
-from tests.integration.test_openai_client import llm_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 
@@ -227,7 +226,7 @@ def test_private_collection_is_refused_to_a_viewer(rt):
         ask(rt, "何か", principal=Principal("viewer-1", "viewer"), collection="secret")
 
 
-def test_generative_answer_streams_from_a_real_llm_server(rt, llm_server, tmp_path, monkeypatch):  # noqa: F811
+def test_generative_answer_streams_from_a_real_llm_server(rt, llm_server, tmp_path, monkeypatch):
     from bunko.generate.openai_client import OpenAIChatClient
     from bunko.testing.tiny_models import make_tiny_llm
 

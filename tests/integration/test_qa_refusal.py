@@ -10,10 +10,10 @@ import os
 import pytest
 
 from bunko.collections import create_collection
+from bunko.domain import Principal
 from bunko.generate.prompts import NOT_FOUND_ANSWER
 from bunko.qa import ask
 from bunko.retrieve.recipe import NOT_FOUND_MIN_CHUNKS
-from bunko.retrieve.types import Principal
 from bunko.settings import Settings
 from bunko.store.vectors import VectorRow
 from bunko.text.tokenize import index_tokens

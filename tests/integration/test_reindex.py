@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from bunko import samples as S
 from bunko.cli import app
 from bunko.collections import collection_config, create_collection, get_collection
+from bunko.domain import Principal
 from bunko.ingest import pipeline
 from bunko.ingest.pipeline import make_processor
 from bunko.ingest.reindex import needs_reindex, reindex_collection
@@ -18,7 +19,6 @@ from bunko.ingest.submit import submit_document
 from bunko.ingest.worker import run_worker
 from bunko.qa import ask
 from bunko.retrieve.recipe import INDEX_VERSION, LEGACY_INDEX_VERSION
-from bunko.retrieve.types import Principal
 
 ADMIN = Principal(user_id="admin", role="admin")
 QUESTION = "悪意のあるPDFの解析と描画はどこで行いますか？"

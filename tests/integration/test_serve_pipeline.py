@@ -30,13 +30,14 @@ from sqlalchemy import select
 
 from bunko import samples as S
 from bunko.collections import create_collection, get_collection
+from bunko.domain import Principal
 from bunko.errors import ModelUnavailable
 from bunko.ingest.pipeline import make_processor
-from bunko.ingest.submit import ocr_cache_prefix, submit_document
+from bunko.ingest.submit import submit_document
 from bunko.ingest.worker import run_worker
 from bunko.qa import ask_stream
-from bunko.retrieve.types import Principal
 from bunko.store.db import Chunk, Document, Job
+from bunko.store.keys import ocr_cache_prefix
 from tests.integration import ray_fixtures
 from tests.integration.ray_fixtures import LLM_NAME
 
@@ -164,8 +165,8 @@ def test_documents_complete_with_chunks_and_vectors_from_the_served_embedder(
     assert stored.shape == (EMBED_DIM,) and rt.embedder.dim == EMBED_DIM
     local = SentenceTransformerEmbedder(str(serve_cluster.models["embedder"]), device="cpu")
     # What was embedded is the chunk under its document title and section (bunko.ingest.pipeline).
+    from bunko.domain import ChunkDraft
     from bunko.ingest.pipeline import indexed_text
-    from bunko.ingest.types import ChunkDraft
 
     title = _doc(rt, ingested["born_digital.pdf"]).title
     draft = ChunkDraft(page_no=chunk.page_no, chunk_index=chunk.chunk_index, text=chunk.text, kind=chunk.kind,

@@ -148,8 +148,8 @@ def test_an_unreachable_server_is_store_unavailable():
 
 
 def test_role_shared_documents_reach_only_those_roles(store):
+    from bunko.domain import Principal
     from bunko.retrieve.acl import acl_filter
-    from bunko.retrieve.types import Principal
 
     rng = np.random.default_rng(4)
     store.ensure_collection("roles", DIM)

@@ -219,8 +219,8 @@ class TestVllmOpenAIServer:
     def test_qa_answer_streams_from_vllm(self, server, vllm_model, tmp_path, monkeypatch):
         """``bunko.qa`` with the LLM configured the way a user does it (``BUNKO_LLM_URL``)."""
         from bunko.collections import ensure_default_collection
+        from bunko.domain import Principal
         from bunko.qa import ask_stream
-        from bunko.retrieve.types import Principal
         from bunko.runtime import Runtime
         from bunko.settings import Settings
         from bunko.store.vectors import VectorRow

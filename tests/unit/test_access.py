@@ -17,9 +17,8 @@ from bunko.access import (
     list_scope,
     validate_visibility,
 )
+from bunko.domain import Principal, Role
 from bunko.errors import InvalidInput, PermissionDenied
-from bunko.retrieve.types import Principal
-from bunko.store.db import Role
 
 P = Permission
 

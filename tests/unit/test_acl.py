@@ -2,8 +2,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bunko.domain import Principal
 from bunko.retrieve.acl import acl_filter
-from bunko.retrieve.types import Principal, QueryFilters
+from bunko.retrieve.types import QueryFilters
 from bunko.store.vectors import quote
 
 

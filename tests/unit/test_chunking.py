@@ -1,4 +1,4 @@
-from bunko.ingest.types import PageText
+from bunko.domain import PageText
 from bunko.text.chunking import chunk_pages
 
 

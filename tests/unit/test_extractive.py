@@ -1,9 +1,9 @@
 """Extractive answers: the best sentences of the passages, cited, never invented; the label is
 the response's mode, not text in the answer."""
 
+from bunko.domain import Hit
 from bunko.generate.citations import cited_numbers
 from bunko.generate.extractive import extractive_answer, split_sentences
-from bunko.retrieve.types import Hit
 
 
 def _hit(i, text, score=0.5, kind="text"):

@@ -1,6 +1,6 @@
 """Running headers and footers are removed before chunking; the body is left alone."""
 
-from bunko.ingest.types import PageText
+from bunko.domain import PageText
 from bunko.text.furniture import strip_furniture
 
 

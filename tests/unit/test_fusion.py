@@ -1,7 +1,7 @@
 """Fusing the dense and BM25 legs (bunko.retrieve.fusion)."""
 
+from bunko.domain import Hit
 from bunko.retrieve.fusion import fuse
-from bunko.retrieve.types import Hit
 
 
 def _hit(cid: str, score: float) -> Hit:

@@ -2,8 +2,8 @@
 
 import pytest
 
+from bunko.domain import Hit
 from bunko.retrieve.search import navigation_last
-from bunko.retrieve.types import Hit
 from bunko.text.navigation import is_navigation, is_toc_line
 
 MAINT_GUIDE_TOC = """目次

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from bunko.errors import InvalidInput
 from bunko.operator.catalogue import CATALOGUE, GIB
 from bunko.operator.planner import (
     Gpu,
@@ -245,3 +246,13 @@ def test_replicas_are_placed_separately():
     result = plan(with_(PERMISSIVE, embedding__replicas=3, llm__maxConcurrentSequences=2))
     assert result.feasible
     assert [p.replica for p in result.for_role("embedding")] == [0, 1, 2]
+
+
+def test_a_context_longer_than_the_models_own_is_refused_with_the_limit():
+    qwen = CATALOGUE["Qwen/Qwen2.5-14B-Instruct"]
+    assert qwen.llm is not None
+    limit = qwen.llm.max_context
+    fits = ModelRequest(role="llm", model=qwen.id, quantization="awq", max_model_len=limit)
+    assert estimate_need(fits, qwen).kv_cache_gib > 0
+    with pytest.raises(InvalidInput, match=f"llm.maxModelLen {limit + 1} .* context of {limit} tokens"):
+        estimate_need(ModelRequest(role="llm", model=qwen.id, quantization="awq", max_model_len=limit + 1), qwen)

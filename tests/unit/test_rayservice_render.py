@@ -62,6 +62,8 @@ def test_rendered_rayservice_is_valid_for_kuberay_and_ray_serve(path):
         assert g["template"]["spec"]["volumes"][0]["name"] == "model-cache"
     expected = "None" if len(plan.gpus) <= 1 else "NewCluster"
     assert body["spec"]["upgradeStrategy"] == {"type": expected}
+    # KubeRay v1.7 documents these as "Deprecated: not used anymore": setting them promises nothing.
+    assert not {"serviceUnhealthySecondThreshold", "deploymentUnhealthySecondThreshold"} & set(body["spec"])
 
 
 def test_kuberay_schema_does_refuse_a_broken_body():
