@@ -119,8 +119,8 @@ def create_collection(
 
     The one way a collection comes to be, for the API, the CLI and the operator alike. The
     operator passes the row id (the custom resource's uid), the ``embedding`` model id and
-    dimension its Pipeline serves (otherwise this process's embedder decides) and ``owner``, written
-    into the marker object so that a bucket says which resource owns a prefix.
+    dimension its Pipeline serves (otherwise this process's embedder decides) and ``owner``: with it a
+    marker object (``bunko.store.keys.collection_marker``) says which resource owns the prefix.
     """
     if not NAME_RE.match(name):
         raise InvalidInput(
@@ -138,8 +138,9 @@ def create_collection(
     vname = vector_collection_name(name)
     # The vector collection first: if it fails, no row claims a collection that cannot be searched.
     rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
-    rt.objects.put(keys.collection_marker(cid), json.dumps({"name": name, "id": cid, **(owner or {})}).encode(),
-                   content_type="application/json")
+    if owner:
+        rt.objects.put(keys.collection_marker(cid), json.dumps({"name": name, "id": cid, **owner}).encode(),
+                       content_type="application/json")
     try:
         with rt.sessions.begin() as s:
             coll = Collection(

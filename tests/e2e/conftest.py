@@ -71,9 +71,10 @@ def bunko_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _serve(tmp_path_factory: pytest.TempPathFactory, llm_url: str) -> Iterator[Server]:
-    if not (REPO / "web" / "dist" / "index.html").is_file():
-        pytest.fail("the web page is not built: run `npm --prefix web ci && npm --prefix web run build` "
-                    "(part of `make setup`)")
+    from bunko.api.web import BUILD_COMMAND, web_dir
+
+    if not (web_dir() / "index.html").is_file():
+        pytest.fail(f"the web page is not built into {web_dir()}: run `{BUILD_COMMAND}` (part of `make setup`)")
     data_dir = tmp_path_factory.mktemp("bunko-e2e")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUNKO_")}

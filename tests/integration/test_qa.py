@@ -142,8 +142,7 @@ def test_cache_hit_on_repeat_and_miss_after_the_collection_changes(rt):
     # The query embedding went through the embedding cache, in each asker's own part of it: one
     # user's repeat of another's question is not a hit (finding 15.4, a timing oracle).
     prepared = prepare_query(question, max_chars=rt.settings.query_max_chars)
-    keys = {u: CachedEmbedder(rt.embedder, rt.cache, ttl_s=60, scope=u)._key("q", prepared.text)
-            for u in ("alice", "bob", "carol")}
+    keys = {u: rt.embedder_for(u)._key("q", prepared.text) for u in ("alice", "bob", "carol")}
     assert len(set(keys.values())) == 3
     assert rt.cache.get(keys["alice"]) is not None and rt.cache.get(keys["bob"]) is not None
     assert rt.cache.get(keys["carol"]) is None  # carol never asked
