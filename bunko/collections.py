@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from bunko.domain import Role, Visibility
+from bunko.access import validate_visibility
+from bunko.domain import Visibility
 from bunko.errors import Conflict, InvalidInput, NotFound
 from bunko.retrieve import recipe
 from bunko.store import keys
@@ -128,8 +129,7 @@ def create_collection(
             "starting and ending with a letter or digit (like a Kubernetes name)"
         )
     cfg = config if isinstance(config, CollectionConfig) else parse_config(config)
-    roles = check_roles(allowed_roles)
-    check_visibility(visibility)
+    visibility, roles = validate_visibility(visibility, allowed_roles)
     with rt.sessions() as s:
         if s.scalar(select(Collection).where(Collection.name == name)) is not None:
             raise Conflict(f"collection {name!r} already exists")
@@ -226,18 +226,3 @@ def stored_config(raw: dict[str, object] | None) -> CollectionConfig:
 
 def collection_config(coll: Collection) -> CollectionConfig:
     return stored_config(coll.config)
-
-
-def check_roles(roles: Iterable[str]) -> list[str]:
-    out = list(dict.fromkeys(roles))
-    valid = {r.value for r in Role}
-    bad = [r for r in out if r not in valid]
-    if bad:
-        raise InvalidInput(f"unknown role(s) {bad}; roles are {sorted(valid)}")
-    return out
-
-
-def check_visibility(visibility: str) -> None:
-    valid = {v.value for v in Visibility}
-    if visibility not in valid:
-        raise InvalidInput(f"unknown visibility {visibility!r}; choose one of {sorted(valid)}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from bunko.access import validate_visibility
 from bunko.collections import (
     CollectionConfig,
     create_collection,
@@ -113,11 +114,12 @@ def reconcile(
             f"collection {name!r} already exists and belongs to someone else (created through "
             "the API or by another DocumentCollection); pick another metadata.name"
         )
+    visibility, allowed = validate_visibility(visibility, roles)
     fields = {
         "description": description,
         "pipeline": pipeline,
         "visibility": visibility,
-        "allowed_roles": list(roles),
+        "allowed_roles": allowed,
     }
     if row is None:
         create_collection(rt, name, description=description, config=cfg, visibility=visibility,

@@ -25,7 +25,6 @@ from bunko.access import (
     can_read_document,
     has_permission,
     list_visible_documents,
-    validate_visibility,
 )
 from bunko.api.deps import CurrentUser, Lister, RuntimeDep, Uploader, UserDep, client_ip
 from bunko.api.routes.collections import readable_collection
@@ -137,8 +136,6 @@ def build_router(settings: Settings) -> APIRouter:
         received = await receive_pdf(request, max_bytes=rt.settings.max_upload_bytes,
                                      tmp_dir=rt.settings.data_dir / "tmp")
         try:
-            received.visibility, received.allowed_roles = validate_visibility(
-                received.visibility, received.allowed_roles)
             if rt.settings.clamd_url:
                 await run_in_threadpool(clamd_scan, rt.settings.clamd_url, received.path)
             doc = await run_in_threadpool(

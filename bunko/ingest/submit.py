@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from bunko.access import can_read_document
-from bunko.collections import check_roles, check_visibility, get_collection
+from bunko.access import can_read_document, validate_visibility
+from bunko.collections import get_collection
 from bunko.domain import DocumentStatus, Principal, Role, Visibility
 from bunko.errors import DuplicateDocument, InvalidInput, NotFound
 from bunko.ingest import jobs
@@ -54,8 +54,7 @@ def submit_document(
     without it the upload acts with an admin's sight, as the local CLI does.
     """
     uploader = uploader or Principal(user_id=owner_id, role=Role.admin.value)
-    check_visibility(visibility)
-    roles = check_roles(allowed_roles)
+    visibility, roles = validate_visibility(visibility, allowed_roles)
     tag_list = _check_tags(tags)
     coll = get_collection(rt, collection)
     info = validate_pdf(path, max_bytes=rt.settings.max_upload_bytes, max_pages=rt.settings.max_pages,

@@ -26,6 +26,7 @@ from bunko.errors import (
     DuplicateDocument,
     EmptyPdf,
     EncryptedPdf,
+    InvalidInput,
     NotAPdf,
 )
 from bunko.ingest.pipeline import make_processor
@@ -199,6 +200,25 @@ def test_a_file_someone_else_holds_privately_becomes_the_uploaders_own_document(
     delete_document(rt, first)
     assert rt.objects.list(ocr_cache_prefix(first)) == []
     assert rt.objects.list(ocr_cache_prefix(copy)) and _doc(rt, copy).chunk_count > 0
+
+
+@pytest.mark.parametrize(("visibility", "roles", "words"), [
+    ("roles", [], "needs at least one role"),
+    ("public", [], "visibility must be one of"),
+    ("roles", ["root"], "unknown role"),
+])
+def test_the_core_refuses_a_visibility_no_one_could_read_whoever_calls_it(rt, coll, samples, visibility,
+                                                                          roles, words):
+    """One validator, in the core: the CLI's uploads (which call submit_document directly) meet
+    the same rules as the API's, and nothing is stored for a refused one."""
+    with pytest.raises(InvalidInput, match=words):
+        _submit(rt, coll, samples["born_digital.pdf"], visibility=visibility, allowed_roles=roles)
+    from bunko.collections import get_collection
+
+    coll_id = get_collection(rt, coll).id
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Document).where(Document.collection_id == coll_id)) == 0
+    assert rt.objects.list(f"raw-pdfs/{coll_id}/") == []
 
 
 def test_a_pdf_with_only_an_owner_password_is_ingested(rt, coll, bad):
