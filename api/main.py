@@ -32,13 +32,9 @@ DEFAULT_BODY_LIMIT = 1 << 20  # every route but the upload: JSON bodies are smal
 RATE_LIMIT_WINDOW_S = 60
 
 
-def _start_worker_default() -> bool:
-    return os.environ.get("BUNKO_API_START_WORKER", "1").strip().lower() not in ("0", "false", "no")
-
-
 def create_app(settings: Settings | None = None, *, start_worker: bool | None = None) -> FastAPI:
     settings = settings or get_settings()
-    run_worker_thread = _start_worker_default() if start_worker is None else start_worker
+    run_worker_thread = settings.api_start_worker if start_worker is None else start_worker
     configure_logging()
 
     @asynccontextmanager

@@ -16,6 +16,8 @@ cache              ``redis://host:6379/0``          ``memory://``
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -38,12 +40,28 @@ def describe_settings_error(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(parts)
 
 
+# Variables Bunko once read and no longer does: set, they would silently change nothing.
+RETIRED_VARIABLES = {
+    name: "chunking is set per collection: `config` {\"chunk_size\": ...} in POST /api/v1/collections, "
+          "or a DocumentCollection's spec.chunking"
+    for name in ("BUNKO_CHUNK_SIZE", "BUNKO_CHUNK_OVERLAP", "BUNKO_TABLE_MAX_CHARS")
+}
+
+
+def _refuse_retired(environ: Mapping[str, str]) -> None:
+    found = sorted(name for name in RETIRED_VARIABLES if name in environ)
+    if found:
+        raise ConfigError("invalid configuration: " + "; ".join(
+            f"{name} is no longer read ({RETIRED_VARIABLES[name]}); unset it" for name in found))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BUNKO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
     def __init__(self, **values: Any) -> None:
+        _refuse_retired(os.environ)
         try:
             super().__init__(**values)
         except ValidationError as exc:
@@ -52,6 +70,9 @@ class Settings(BaseSettings):
             raise ConfigError(describe_settings_error(exc)) from None
 
     mode: Literal["development", "production"] = "development"
+    # `bunko serve --no-worker` sets BUNKO_API_START_WORKER=0 for uvicorn's app factory, which may
+    # run in another process: the flag travels as a setting, like every other.
+    api_start_worker: bool = True
     data_dir: Path = Path(".bunko")
 
     # --- stores (empty means the embedded default under data_dir) ---
@@ -89,9 +110,6 @@ class Settings(BaseSettings):
     ocr_dpi: int = Field(default=300, ge=72, le=600)
     ocr_retry_dpi: int = Field(default=400, ge=72, le=600)
     ocr_min_confidence: float = Field(default=0.85, ge=0, le=1)
-    chunk_size: int = Field(default=600, ge=50, le=8192)
-    chunk_overlap: int = Field(default=80, ge=0)
-    table_max_chars: int = Field(default=2048, ge=100)
     embed_batch_size: int = Field(default=64, ge=1, le=1024)
     # Containment of hostile PDFs: the child process that opens a PDF gets these limits.
     sandbox_memory_mb: int = Field(default=1536, ge=128)
@@ -134,11 +152,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(
-                f"BUNKO_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
-                f"BUNKO_CHUNK_SIZE ({self.chunk_size})"
-            )
         if self.mode == "production" and self.jwt_secret is None:
             raise ValueError(
                 "BUNKO_JWT_SECRET must be set in production mode (mount it from a Kubernetes Secret)"
