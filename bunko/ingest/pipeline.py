@@ -24,6 +24,7 @@ from bunko.collections import CollectionConfig, collection_config
 from bunko.domain import ChunkDraft, DocumentStatus, PageText
 from bunko.ingest.extract import extract_document
 from bunko.ingest.pdf import render_thumbnail
+from bunko.ingest.types import Heartbeat
 from bunko.retrieve.recipe import recipe_for
 from bunko.store import keys
 from bunko.store.db import Chunk, Document, Page
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Heartbeat = Callable[[], None]
 
 # Share of the progress bar each stage covers; extraction dominates on scanned PDFs.
 _EXTRACT_END, _EMBED_END = 0.7, 0.95

@@ -30,11 +30,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bunko.errors import BunkoError, DuplicateDocument, InvalidDocument, InvalidInput, NotFound, Unavailable
 from bunko.ingest import jobs
+from bunko.ingest.types import Heartbeat
 from bunko.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Heartbeat = Callable[[], None]
 Process = Callable[[str, Heartbeat], None]
 
 # Errors that say the document cannot succeed however often it is retried.

@@ -167,3 +167,68 @@ def test_role_shared_documents_reach_only_those_roles(store):
     assert docs("carol", "user") == {"shared"}  # the owner
     assert docs("p1", "power_user") == {"shared"}
     assert docs("a1", "admin") == {"shared"}
+
+
+# (document, owner, visibility, allowed roles): every combination the ACL distinguishes.
+ACL_DOCS = [
+    ("alice-private", "alice", "private", []), ("alice-coll", "alice", "collection", []),
+    ("alice-users", "alice", "roles", ["user"]), ("alice-viewers", "alice", "roles", ["viewer"]),
+    ("bob-private", "bob", "private", []), ("bob-admins", "bob", "roles", ["admin"]),
+    ("bob-pu-viewers", "bob", "roles", ["power_user", "viewer"]), ("orphan-coll", "", "collection", []),
+]
+ACL_READERS = [("admin", "admin"), ("alice", "user"), ("bob", "power_user"), ("pu", "power_user"),
+               ("u", "user"), ("v", "viewer"), ("", "viewer"), ("root", "root"), ("", "root")]
+
+
+def test_the_acl_filter_admits_exactly_what_access_lets_each_principal_read(store):
+    """The retrieval ACL run by the engine itself, for every reader and document kind, against
+    bunko.access.can_read_document; a document of another collection is never admitted."""
+    from types import SimpleNamespace
+
+    from bunko.access import can_read_document
+    from bunko.domain import Principal
+    from bunko.retrieve.acl import acl_filter
+
+    rng = np.random.default_rng(7)
+    store.ensure_collection("aclmatrix", DIM)
+    rows = []
+    for doc, owner, visibility, roles in ACL_DOCS:
+        rows += rows_for(doc, ["本文です。"], [unit(rng.normal(size=DIM))], owner_id=owner,
+                         visibility=visibility, allowed_roles=roles)
+    other = rows_for("elsewhere", ["別の所蔵です。"], [unit(rng.normal(size=DIM))])
+    other[0].collection_id = "c2"
+    store.upsert("aclmatrix", rows + other)
+    for user_id, role in ACL_READERS:
+        principal = Principal(user_id, role)
+        expr = acl_filter(principal, "c1")
+        admitted = {doc for doc, *_ in [*ACL_DOCS, ("elsewhere",)]
+                    if store.count("aclmatrix", document_id=doc, filter_expr=expr)}
+        expected = {doc for doc, owner, visibility, roles in ACL_DOCS if can_read_document(
+            principal, SimpleNamespace(owner_id=owner, visibility=visibility, allowed_roles=roles))}
+        assert admitted == expected, (user_id, role)
+
+
+def test_query_filters_narrow_what_the_acl_admits(store):
+    from datetime import UTC, datetime
+
+    from bunko.domain import Principal
+    from bunko.retrieve.acl import acl_filter
+    from bunko.retrieve.types import QueryFilters
+
+    rng = np.random.default_rng(8)
+    store.ensure_collection("aclfilters", DIM)
+    day = lambda y: int(datetime(y, 6, 1, tzinfo=UTC).timestamp())  # noqa: E731
+    rows = []
+    for doc, tags, year in (("d2023", ["財務"], 2023), ("d2024", ["財務", "人事"], 2024), ("d2024b", ["人事"], 2024)):
+        rows += rows_for(doc, ["本文です。"], [unit(rng.normal(size=DIM))], tags=tags, created_at=day(year))
+    store.upsert("aclfilters", rows)
+
+    def admitted(filters):
+        expr = acl_filter(Principal("u", "user"), "c1", filters)
+        return {r.document_id for r in rows if store.count("aclfilters", document_id=r.document_id, filter_expr=expr)}
+
+    assert admitted(QueryFilters()) == {"d2023", "d2024", "d2024b"}
+    assert admitted(QueryFilters(document_ids=["d2023", "d2024b"])) == {"d2023", "d2024b"}
+    assert admitted(QueryFilters(tags=["財務"])) == {"d2023", "d2024"}
+    assert admitted(QueryFilters(date_from=datetime(2024, 1, 1, tzinfo=UTC))) == {"d2024", "d2024b"}
+    assert admitted(QueryFilters(tags=["人事"], date_to=datetime(2024, 1, 1, tzinfo=UTC))) == set()
