@@ -12,7 +12,9 @@ setup: $(STAMP) system-deps web milvus-server
 # multi-GB CUDA build; the check after the install fails loudly if that ever happens.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	# setuptools >= 69 in the venv itself: make lint and tests/unit/test_packaging.py build the
+	# wheel without build isolation (nothing downloaded), and a new venv brings setuptools 65.
+	$(BIN)/pip install -q --upgrade pip "setuptools>=69"
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev,serving,bench]"
 	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if '+cpu' in v or not torch.cuda.is_available() and 'cu' not in v else 'unexpected torch build ' + v)"
