@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from bunko.access import validate_visibility
-from bunko.domain import Visibility
+from bunko.access import can_read_collection, validate_visibility
+from bunko.domain import Principal, Visibility
 from bunko.errors import Conflict, InvalidInput, NotFound
 from bunko.retrieve import recipe
 from bunko.store import keys
@@ -198,8 +198,24 @@ def get_collection(rt: Runtime, name_or_id: str) -> Collection:
             select(Collection).where(or_(Collection.name == name_or_id, Collection.id == name_or_id))
         )
     if coll is None:
-        raise NotFound(f"collection {name_or_id!r} does not exist; list them with `bunko collections` "
-                       "or GET /api/v1/collections")
+        raise NotFound(_not_found_message(name_or_id))
+    return coll
+
+
+def _not_found_message(name_or_id: str) -> str:
+    return (f"collection {name_or_id!r} does not exist; list them with `bunko collections` "
+            "or GET /api/v1/collections")
+
+
+def readable_collection(rt: Runtime, principal: Principal, name_or_id: str) -> Collection:
+    """The collection, if ``principal`` may read it. One that exists but is hidden from them is
+    refused with the very message of one that does not exist, so asking reveals nothing."""
+    try:
+        coll = get_collection(rt, name_or_id)
+    except NotFound:
+        coll = None
+    if coll is None or not can_read_collection(principal, coll):
+        raise NotFound(_not_found_message(name_or_id))
     return coll
 
 

@@ -35,10 +35,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from bunko import metrics
-from bunko.access import can_read_collection
-from bunko.collections import DEFAULT_COLLECTION, collection_config, get_collection
+from bunko.collections import DEFAULT_COLLECTION, collection_config, readable_collection
 from bunko.domain import Hit, Principal
-from bunko.errors import BunkoError, PermissionDenied
+from bunko.errors import BunkoError
 from bunko.generate.citations import cited_numbers, strip_invalid_citations
 from bunko.generate.extractive import extractive_answer
 from bunko.generate.prompts import NOT_FOUND_ANSWER, STOP_SEQUENCES, build_messages
@@ -112,10 +111,7 @@ def ask_stream(
     started = time.perf_counter()
     settings = rt.settings
     prepared = prepare_query(question, max_chars=settings.query_max_chars)
-    coll = get_collection(rt, collection)
-    if not can_read_collection(principal, coll):
-        raise PermissionDenied(f"you may not query the collection {coll.name!r}",
-                               detail={"collection": coll.name})
+    coll = readable_collection(rt, principal, collection)
     return _answer_events(rt, prepared, coll, principal, filters, use_cache=use_cache, started=started)
 
 

@@ -9,7 +9,6 @@ from bunko import collections as colls
 from bunko.access import can_read_collection
 from bunko.api.deps import CollectionManager, CollectionReader, RuntimeDep, client_ip
 from bunko.api.schemas import CollectionCreate, CollectionOut, ReindexOut
-from bunko.errors import NotFound
 from bunko.store.db import Collection
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
@@ -23,11 +22,8 @@ def collection_out(c: Collection, count: int | None = None) -> CollectionOut:
 
 
 def readable_collection(rt: RuntimeDep, user: CollectionReader, name: str) -> Collection:
-    """The collection, or 404 — also when it exists but this user may not see it."""
-    coll = colls.get_collection(rt, name)
-    if not can_read_collection(user.principal, coll):
-        raise NotFound(f"collection {name!r} does not exist")
-    return coll
+    """The collection, or 404 — also when it exists but this user may not see it (the core's rule)."""
+    return colls.readable_collection(rt, user.principal, name)
 
 
 @router.get("", response_model=list[CollectionOut])

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from bunko.collections import create_collection, ensure_default_collection
 from bunko.domain import Principal
-from bunko.errors import InvalidQuery, PermissionDenied
+from bunko.errors import InvalidQuery, NotFound
 from bunko.generate.prompts import NOT_FOUND_ANSWER
 from bunko.models.cached import CachedEmbedder
 from bunko.qa import ask, ask_stream
@@ -219,10 +219,14 @@ def test_not_found_when_no_passage_passes_the_reranker_threshold(rt, tmp_path, m
     assert 0 < admitted.confidence <= max(s.score for s in admitted.sources) + 1e-3
 
 
-def test_private_collection_is_refused_to_a_viewer(rt):
+def test_private_collection_is_refused_to_a_viewer_as_if_it_did_not_exist(rt):
     create_collection(rt, "secret", visibility="private")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound) as hidden:
         ask(rt, "何か", principal=Principal("viewer-1", "viewer"), collection="secret")
+    with pytest.raises(NotFound) as absent:
+        ask(rt, "何か", principal=Principal("viewer-1", "viewer"), collection="secrets")
+    assert str(hidden.value).replace("'secret'", "'X'") == str(absent.value).replace("'secrets'", "'X'")
+    assert ask(rt, "何か", principal=Principal("admin-1", "admin"), collection="secret").mode
 
 
 def test_generative_answer_streams_from_a_real_llm_server(rt, llm_server, tmp_path, monkeypatch):
