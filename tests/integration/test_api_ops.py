@@ -65,6 +65,31 @@ def test_metrics_expose_the_seed_names(api):
     assert "some-id-123" not in api.client.get("/metrics").text
 
 
+def test_milvus_collection_size_is_what_the_vector_store_holds(api):
+    """The gauge counts Milvus's entities, not database rows: vectors the database does not know
+    about (or rows whose vectors were lost) show here."""
+    import numpy as np
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bunko.collections import get_collection
+    from bunko.store.vectors import VectorRow
+
+    coll = get_collection(api.rt, "default")
+    dim = api.rt.embedder.dim
+    stray = [VectorRow(chunk_id=f"stray-metric-{i}", document_id="stray-metric", collection_id=coll.id,
+                       page_no=1, chunk_index=i, text="迷子のベクトル", tokens="迷子 ベクトル",
+                       dense=np.ones(dim, dtype=np.float32) / np.sqrt(dim)) for i in range(3)]
+    before = api.rt.vectors.count(coll.vector_collection)
+    api.rt.vectors.upsert(coll.vector_collection, stray)
+    try:
+        sizes = {s.labels["collection"]: s.value
+                 for family in text_string_to_metric_families(api.client.get("/metrics").text)
+                 for s in family.samples if s.name == "milvus_collection_size"}
+        assert sizes["default"] == before + 3
+    finally:
+        api.rt.vectors.delete_document(coll.vector_collection, "stray-metric")
+
+
 def _rag_queries(api) -> dict[tuple[str, str], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
