@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: milvus-server test-vllm-cpu setup demo test test-fast lint bench chart-lint images tools services system-deps web e2e test-ocr-engines clean
+.PHONY: crds milvus-server test-vllm-cpu setup demo test test-fast lint bench chart-lint images tools services system-deps web e2e test-ocr-engines clean
 
 setup: $(STAMP) system-deps web milvus-server
 
@@ -37,6 +37,11 @@ api/static/index.html: $(WEB_SRC)
 
 services:
 	scripts/services.sh
+
+# The CRDs are generated from the typed specs (bunko.operator.kinds); edit the classes, then run this.
+# -P: the repository root holds a folder named operator, which would shadow the standard library.
+crds: $(STAMP)
+	$(BIN)/python -P -m bunko.operator.kinds.crd crds charts/bunko/crds
 
 demo: setup
 	$(BIN)/bunko demo

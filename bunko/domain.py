@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Literal
+
+# The four models a pipeline serves, in the one order every listing uses (spec, plan, Serve apps).
+ModelRole = Literal["ocr", "embedding", "reranker", "llm"]
+MODEL_ROLES: tuple[ModelRole, ...] = ("ocr", "embedding", "reranker", "llm")
+# Where each role answers under its server's base URL: Serve's route prefixes and the HTTP clients' paths.
+MODEL_ROUTES: dict[ModelRole, str] = {"ocr": "/ocr", "embedding": "/embed", "reranker": "/rerank", "llm": "/llm"}
 
 
 class DocumentStatus(enum.StrEnum):

@@ -1,6 +1,6 @@
 """The CustomResourceDefinitions, shipped inside the package as ``bunko.crds``.
 
-The YAML files beside this one are the source of the CRDs (``kubectl apply -f crds/`` ignores this
-file); the operator reads them with ``importlib.resources`` wherever Bunko is installed, and
-``scripts/sync-chart-crds.sh`` copies them into the chart.
+The YAML files beside this one are generated from the typed specs in ``bunko.operator.kinds``
+(``make crds`` writes them here and into ``charts/bunko/crds/``; a test fails when either differs
+from what the classes say). ``kubectl apply -f crds/`` ignores this file.
 """

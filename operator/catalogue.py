@@ -13,12 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bunko.domain import ModelRole
 from bunko.errors import InvalidInput
 
-Role = Literal["ocr", "embedding", "reranker", "llm"]
 Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
 
 GIB = 1024**3
+
+# The GPUs a Pipeline's gpuProfile.name may name, and their memory in GiB as nvidia-smi totals it:
+# 24,564 MiB (RTX 4090), 81,920 MiB (A100 80GB), 81,559 MiB (H100 80GB HBM3).
+GPU_PROFILES: dict[str, float] = {"rtx4090-24gb": 23.99, "a100-80gb": 80.0, "h100-80gb": 79.65}
+# A gpuProfile.name that plans every model on CPU.
+CPU_ONLY = "cpu-only"
 
 # Bytes per parameter. 4-bit AWQ/GPTQ store a 16-bit scale (+ a 4-bit zero point) per group of 128
 # weights: 4 + 20/128 bits ~ 0.52 bytes; 8-bit GPTQ likewise ~ 1.02 bytes.
@@ -57,7 +63,7 @@ class LlmShape:
 @dataclass(frozen=True)
 class ModelInfo:
     id: str
-    role: Role
+    role: ModelRole
     params_b: float  # billions of parameters
     default_dtype: Dtype
     license: str
@@ -264,7 +270,7 @@ _MODELS: tuple[ModelInfo, ...] = (
 CATALOGUE: dict[str, ModelInfo] = {m.id: m for m in _MODELS}
 
 
-def lookup(model_id: str, role: Role) -> ModelInfo | None:
+def lookup(model_id: str, role: ModelRole) -> ModelInfo | None:
     """The catalogue entry for ``model_id`` in ``role``, or None for a model the catalogue lacks."""
     info = CATALOGUE.get(model_id)
     if info is not None and info.role != role:
@@ -275,7 +281,7 @@ def lookup(model_id: str, role: Role) -> ModelInfo | None:
     return info
 
 
-def ids_for(role: Role) -> list[str]:
+def ids_for(role: ModelRole) -> list[str]:
     return sorted(m.id for m in _MODELS if m.role == role)
 
 

@@ -67,11 +67,11 @@ def wait(
 
 def embedding_of(pipeline: Mapping[str, Any]) -> tuple[str, int]:
     """The Pipeline's embedding model and its vector dimension."""
-    spec, errors = schemas.validate_spec(schemas.PIPELINES, pipeline.get("spec") or {})
-    if errors:
-        raise InvalidInput(f"Pipeline {pipeline['metadata']['name']} is invalid: {'; '.join(errors)}")
-    emb = spec["embedding"]
-    return str(emb["model"]), catalogue.embedding_dim(str(emb["model"]), emb.get("dimension"))
+    try:
+        emb = schemas.parse_pipeline(pipeline.get("spec") or {}).embedding
+    except InvalidInput as exc:
+        raise InvalidInput(f"Pipeline {pipeline['metadata']['name']} is invalid: {exc.message}") from exc
+    return emb.model, catalogue.embedding_dim(emb.model, emb.dimension)
 
 
 @kopf.on.resume(kube.GROUP, kube.VERSION, PLURAL)
@@ -89,12 +89,13 @@ def reconcile_collection(
 ) -> None:
     assert namespace is not None
     with metrics.reconciling("DocumentCollection"):
-        full, errors = schemas.validate_spec(schemas.COLLECTIONS, spec)
-        if errors:
-            refuse(body, status, patch, "InvalidSpec", "; ".join(errors))
-        ref = full["pipelineRef"]["name"]
         try:
-            cfg = collection_data.config_from_spec(full)
+            typed = schemas.parse_collection(spec)
+            cfg = typed.config()
+        except InvalidInput as exc:
+            refuse(body, status, patch, "InvalidSpec", exc.message)
+        ref = typed.pipeline_ref.name
+        try:
             pipeline = kube.get_pipeline(namespace, ref)
             if pipeline is None:
                 wait(
@@ -109,7 +110,6 @@ def reconcile_collection(
                 model, dim = embedding_of(pipeline)
             except InvalidInput as exc:
                 wait(body, status, patch, "PipelineInvalid", exc.message)
-            access = full["access"]
             out = collection_data.reconcile(
                 runtime(),
                 name=name,
@@ -118,10 +118,10 @@ def reconcile_collection(
                 model=model,
                 dim=dim,
                 cfg=cfg,
-                description=full["description"],
-                visibility=access["visibility"],
-                roles=access["roles"],
-                automatic=full["reindexPolicy"] == "Automatic",
+                description=typed.description,
+                visibility=typed.access.visibility,
+                roles=list(typed.access.roles),
+                automatic=typed.reindex_policy == "Automatic",
             )
             docs, chunks = collection_data.counts(runtime(), out.collection_id)
         except Unavailable as exc:
@@ -236,7 +236,11 @@ def refresh_counts(
 
 @kopf.on.delete(kube.GROUP, kube.VERSION, PLURAL)
 def delete_collection(spec: kopf.Spec, name: str, uid: str, body: kopf.Body, **_: Any) -> None:
-    if spec.get("deletionPolicy") == "Retain":
+    try:
+        retain = schemas.parse_collection(spec).deletion_policy == "Retain"
+    except InvalidInput:  # a spec that never became valid made nothing that Retain could keep
+        retain = spec.get("deletionPolicy") == "Retain"
+    if retain:
         kopf.info(body, reason="Retained", message="deletionPolicy Retain: vectors, objects and rows kept")
         return
     with metrics.reconciling("DocumentCollectionDelete"):

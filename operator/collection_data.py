@@ -9,7 +9,7 @@ without any extra bookkeeping.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,35 +37,6 @@ INDEX_FIELDS = ("index_type", "nlist", "hnsw_m", "hnsw_ef_construction")
 
 def row_id(uid: str) -> str:
     return uid.replace("-", "")[:32]
-
-
-def config_from_spec(spec: Mapping[str, Any]) -> CollectionConfig:
-    """The core's CollectionConfig for a DocumentCollection spec (defaults applied)."""
-    chunking, search, rerank = spec["chunking"], spec["search"], spec["rerank"]
-    index = search["index"]
-    ivf, hnsw = index.get("ivf", {}), index.get("hnsw", {})
-    raw: dict[str, object] = {
-        "chunk_size": chunking["size"],
-        "chunk_overlap": chunking["overlap"],
-        "table_max_chars": chunking["tableMaxChars"],
-        "dense_weight": search["weights"]["dense"],
-        "sparse_weight": search["weights"]["sparse"],
-        "dense_k": search["denseTopK"],
-        "sparse_k": search["sparseTopK"],
-        "rerank_top_k": rerank["topK"],
-        "rerank_threshold": rerank["threshold"],
-        "index_type": index["type"],
-    }
-    for key, src, name in (
-        ("nlist", ivf, "nlist"),
-        ("nprobe", ivf, "nprobe"),
-        ("hnsw_m", hnsw, "m"),
-        ("hnsw_ef_construction", hnsw, "efConstruction"),
-        ("hnsw_ef", hnsw, "ef"),
-    ):
-        if name in src:
-            raw[key] = src[name]
-    return parse_config(raw)
 
 
 @dataclass

@@ -18,9 +18,9 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from bunko.errors import Conflict, Unavailable
+from bunko.operator.kinds.base import GROUP, VERSION
 from bunko.operator.status import contains, merge_patch
 
-GROUP, VERSION = "bunko.dev", "v1alpha1"
 RAY_GROUP, RAY_VERSION, RAYSERVICES = "ray.io", "v1", "rayservices"
 SPEC_HASH = "bunko.dev/spec-hash"
 MANAGED_LABEL = "bunko.dev/pipeline"

@@ -67,11 +67,9 @@ def reconcile_pipeline(
 ) -> None:
     assert namespace is not None  # a namespaced resource
     with metrics.reconciling("Pipeline"):
-        full, errors = schemas.validate_spec(schemas.PIPELINES, spec)
-        if errors:
-            refuse(body, status, patch, "InvalidSpec", "; ".join(errors))
         try:
-            plan = planner.plan_pipeline(full)
+            typed = schemas.parse_pipeline(spec)
+            plan = planner.plan_pipeline(typed)
         except InvalidInput as exc:
             refuse(body, status, patch, "InvalidSpec", exc.message)
         metrics.PLAN_FEASIBLE.labels(namespace, name).set(1 if plan.feasible else 0)
@@ -89,7 +87,7 @@ def reconcile_pipeline(
             kopf.warn(body, reason=plan.reason, message=plan.message)
             return
 
-        desired = rayservice.render_rayservice(name, namespace, full, plan)
+        desired = rayservice.render_rayservice(name, namespace, typed, plan)
         kopf.adopt(desired)
         try:
             applied = kube.apply_rayservice(desired)
@@ -125,7 +123,7 @@ def reconcile_pipeline(
                 "message": plan.message,
                 "rayService": name,
                 "placement": plan.placement_status(),
-                "endpoints": rayservice.endpoints(name, namespace, full),
+                "endpoints": rayservice.endpoints(name, namespace, typed),
                 "conditions": conditions,
             },
         )

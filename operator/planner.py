@@ -14,33 +14,18 @@ the worker group Ray picks, the models that share it fit.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bunko.domain import MODEL_ROLES, ModelRole
 from bunko.errors import InvalidInput
-from bunko.operator.catalogue import GIB, ModelInfo, Role, lookup
+from bunko.operator.catalogue import CPU_ONLY, GIB, GPU_PROFILES, ModelInfo, lookup
+from bunko.operator.kinds.pipeline import GpuProfile, Llm, PipelineSpec
 
 # Memory every CUDA process pays before its first tensor: driver context, cuBLAS/cuDNN workspaces.
 CUDA_CONTEXT_GIB = 0.5
-# Kept free on every GPU: what a headless card's driver holds back, plus allocator fragmentation.
-DEFAULT_RESERVE_GIB = 0.3
-ROLES: tuple[Role, ...] = ("llm", "ocr", "embedding", "reranker")
-
-
-@dataclass(frozen=True)
-class GpuProfile:
-    name: str
-    memory_gib: float
-    count: int = 1
-
-
-PROFILES: dict[str, GpuProfile] = {
-    # nvidia-smi totals: 24,564 MiB (RTX 4090), 81,920 MiB (A100 80GB), 81,559 MiB (H100 80GB HBM3).
-    "rtx4090-24gb": GpuProfile("rtx4090-24gb", 23.99),
-    "a100-80gb": GpuProfile("a100-80gb", 80.0),
-    "h100-80gb": GpuProfile("h100-80gb", 79.65),
-}
+_LLM_DEFAULTS = Llm.model_fields
 
 
 @dataclass(frozen=True)
@@ -59,7 +44,7 @@ class Gpu:
 class ModelRequest:
     """One deployment of the pipeline as the planner sees it."""
 
-    role: Role
+    role: ModelRole
     model: str
     device: str = "gpu"
     dtype: str = "auto"
@@ -67,9 +52,9 @@ class ModelRequest:
     replicas: int = 1
     memory_gib: float | None = None  # declared need, replaces the estimate
     gpu_fraction: float | None = None  # a fixed share of one GPU (the seed's split)
-    max_model_len: int = 8192
-    max_seqs: int = 4
-    kv_cache_dtype: str = "auto"
+    max_model_len: int = _LLM_DEFAULTS["max_model_len"].default
+    max_seqs: int = _LLM_DEFAULTS["max_concurrent_sequences"].default
+    kv_cache_dtype: str = _LLM_DEFAULTS["kv_cache_dtype"].default
     engine: str = ""
 
 
@@ -97,7 +82,7 @@ class Need:
 
 @dataclass(frozen=True)
 class Placement:
-    role: Role
+    role: ModelRole
     model: str
     replica: int
     device: str  # "gpu" or "cpu"
@@ -134,7 +119,7 @@ class Plan:
     message: str = ""
     suggestions: tuple[str, ...] = field(default=())
 
-    def for_role(self, role: Role) -> list[Placement]:
+    def for_role(self, role: ModelRole) -> list[Placement]:
         return [p for p in self.placements if p.role == role]
 
     def placement_status(self) -> list[dict[str, Any]]:
@@ -184,63 +169,54 @@ def kv_cache_gib(info: ModelInfo, max_model_len: int, max_seqs: int, kv_cache_dt
 # --- the spec -----------------------------------------------------------------------------------
 
 
-def gpus_from_spec(profile: Mapping[str, Any]) -> list[Gpu]:
-    reserve = float(profile.get("reserveGiB", DEFAULT_RESERVE_GIB))
-    name = profile.get("name")
-    if name == "cpu-only":
+def gpus_from_spec(profile: GpuProfile) -> list[Gpu]:
+    if profile.name == CPU_ONLY:
         return []
-    if name is not None:
-        if name not in PROFILES:
-            raise InvalidInput(
-                f"unknown gpuProfile.name {name!r}; choose one of {sorted(PROFILES)} or cpu-only"
-            )
-        p = PROFILES[name]
-        return [Gpu(i, p.name, p.memory_gib, reserve) for i in range(int(profile.get("count", 1)))]
+    if profile.name is not None:
+        memory = GPU_PROFILES[profile.name]
+        return [Gpu(i, profile.name, memory, profile.reserve_gib) for i in range(profile.count)]
     gpus: list[Gpu] = []
-    for entry in profile.get("gpus", []):
-        for _ in range(int(entry.get("count", 1))):
-            gpus.append(Gpu(len(gpus), str(entry["type"]), float(entry["memoryGiB"]), reserve))
+    for entry in profile.gpus or []:
+        for _ in range(entry.count):
+            gpus.append(Gpu(len(gpus), entry.type, entry.memory_gib, profile.reserve_gib))
     return gpus
 
 
-def requests_from_spec(spec: Mapping[str, Any]) -> list[ModelRequest]:
+def requests_from_spec(spec: PipelineSpec) -> list[ModelRequest]:
     out: list[ModelRequest] = []
-    for role in ROLES:
-        part = spec.get(role)
-        if not part:
-            continue
-        if role == "llm" and part.get("engine", "vllm") in ("proxy", "none"):
+    for role, part in spec.models():
+        llm = part if isinstance(part, Llm) else None
+        if llm is not None and not llm.served:
             continue  # an upstream server or extractive answers: nothing to place
-        res = part.get("resources", {})
-        out.append(
-            ModelRequest(
-                role=role,
-                model=str(part["model"]),
-                device=part.get("device", "gpu"),
-                dtype=part.get("dtype", "auto"),
-                quantization=part.get("quantization", "none"),
-                replicas=int(part.get("replicas", 1)),
-                memory_gib=float(res["memoryGiB"]) if "memoryGiB" in res else None,
-                gpu_fraction=float(res["gpuFraction"]) if "gpuFraction" in res else None,
-                max_model_len=int(part.get("maxModelLen", 8192)),
-                max_seqs=int(part.get("maxConcurrentSequences", 4)),
-                kv_cache_dtype=part.get("kvCacheDtype", "auto"),
-                engine=part.get("engine", ""),
-            )
+        req = ModelRequest(
+            role=role,
+            model=part.model,
+            device=part.device,
+            dtype=part.dtype,
+            replicas=part.replicas,
+            memory_gib=part.resources.memory_gib,
+            gpu_fraction=part.resources.gpu_fraction,
         )
+        if llm is not None:
+            req = replace(
+                req,
+                quantization=llm.quantization,
+                max_model_len=llm.max_model_len,
+                max_seqs=llm.max_concurrent_sequences,
+                kv_cache_dtype=llm.kv_cache_dtype,
+                engine=llm.engine,
+            )
+        out.append(req)
     return out
 
 
-def license_problems(spec: Mapping[str, Any]) -> list[str]:
+def license_problems(spec: PipelineSpec) -> list[str]:
     """Models whose licence needs ``licenseAccepted: true`` that the spec has not accepted."""
-    if spec.get("licenseAccepted", False):
+    if spec.license_accepted:
         return []
     problems = []
-    for role in ROLES:
-        part = spec.get(role)
-        if not part or "model" not in part:
-            continue
-        info = lookup(str(part["model"]), role)
+    for role, part in spec.models():
+        info = lookup(part.model, role)
         if info is not None and not info.commercial_use:
             problems.append(f"{role} model {info.id} ({info.license}, no commercial use)")
     return problems
@@ -249,7 +225,7 @@ def license_problems(spec: Mapping[str, Any]) -> list[str]:
 # --- planning -----------------------------------------------------------------------------------
 
 
-def plan_pipeline(spec: Mapping[str, Any]) -> Plan:
+def plan_pipeline(spec: PipelineSpec) -> Plan:
     """Plan a Pipeline spec: licence check, then placement. Raises InvalidInput for unknown models."""
     problems = license_problems(spec)
     if problems:
@@ -260,17 +236,8 @@ def plan_pipeline(spec: Mapping[str, Any]) -> Plan:
             "allowed, or choose permissive models (PaddleOCR, cl-nagoya/ruri-v3-310m, "
             "cl-nagoya/ruri-v3-reranker-310m).",
         )
-    gpus = gpus_from_spec(spec.get("gpuProfile", {}))
-    return plan_gpus(gpus, requests_from_spec(spec), profile_label=_profile_label(spec.get("gpuProfile", {})))
-
-
-def _profile_label(profile: Mapping[str, Any]) -> str:
-    if "name" in profile:
-        count = int(profile.get("count", 1))
-        return profile["name"] if count == 1 else f"{count} x {profile['name']}"
-    return ", ".join(
-        f"{g.get('count', 1)} x {g['type']} ({g['memoryGiB']} GiB)" for g in profile.get("gpus", [])
-    )
+    gpus = gpus_from_spec(spec.gpu_profile)
+    return plan_gpus(gpus, requests_from_spec(spec), profile_label=spec.gpu_profile.label)
 
 
 @dataclass
@@ -358,7 +325,7 @@ def plan_gpus(
                 fraction,
             )
         )
-    placements.sort(key=lambda p: (ROLES.index(p.role), p.replica))
+    placements.sort(key=lambda p: (MODEL_ROLES.index(p.role), p.replica))
     return Plan(True, tuple(placements), tuple(gpus), "Planned", _summary(placements, gpus, free, label))
 
 
@@ -452,7 +419,7 @@ def _suggestions(gpus: Sequence[Gpu], requests: Sequence[ModelRequest]) -> tuple
         except InvalidInput:
             return False
 
-    def swap(role: Role, **changes: Any) -> list[ModelRequest]:
+    def swap(role: ModelRole, **changes: Any) -> list[ModelRequest]:
         return [replace(r, **changes) if r.role == role else r for r in reqs]
 
     def hint(change: str) -> None:

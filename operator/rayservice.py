@@ -14,16 +14,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
+from bunko.domain import MODEL_ROUTES, ModelRole
 from bunko.operator.catalogue import CATALOGUE
+from bunko.operator.kinds.pipeline import Embedding, Llm, ModelCache, ModelPart, Ocr, PipelineSpec, Ray, Reranker
 from bunko.operator.planner import Placement, Plan
-from bunko.serving.config import build_serve_config, load_spec, validate_serve_config
+from bunko.serving.config import app_name, build_serve_config, load_spec, validate_serve_config
 from bunko.serving.spec import ServingSpec
 
 LABEL_PIPELINE = "bunko.dev/pipeline"
@@ -32,7 +33,6 @@ DASHBOARD_PORT = 8265
 CACHE_VOLUME = "model-cache"
 # A custom resource per planned GPU; deployments ask for this much of it, which pins them.
 PIN_AMOUNT = 0.001
-ROUTES = {"ocr": "/ocr", "embedding": "/embed", "reranker": "/rerank", "llm": "/llm"}
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti)?$")
 _UNITS = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
@@ -52,17 +52,10 @@ def quantity_bytes(q: str) -> int:
 # --- ServingSpec ----------------------------------------------------------------------------------
 
 
-def serving_spec(spec: Mapping[str, Any], plan: Plan) -> ServingSpec:
-    """The ServingSpec for a planned Pipeline spec (defaults applied)."""
-    cache = spec.get("modelCache", {}).get("mountPath", "/models")
-    roles: dict[str, Any] = {}
-    for role in ("ocr", "embedding", "reranker", "llm"):
-        part = spec.get(role)
-        if not part:
-            continue
-        if role == "llm" and part.get("engine") == "none":
-            continue
-        roles[role] = _role(role, part, plan.for_role(role))  # type: ignore[arg-type]
+def serving_spec(spec: PipelineSpec, plan: Plan) -> ServingSpec:
+    """The ServingSpec for a planned Pipeline spec."""
+    cache = spec.model_cache.mount_path
+    roles = {role: _role(role, part, plan.for_role(role)) for role, part in spec.served()}
     return load_spec(
         {
             **roles,
@@ -72,57 +65,51 @@ def serving_spec(spec: Mapping[str, Any], plan: Plan) -> ServingSpec:
     )
 
 
-def _role(role: str, part: Mapping[str, Any], placements: list[Placement]) -> dict[str, Any]:
+def _role(role: ModelRole, part: ModelPart, placements: list[Placement]) -> dict[str, Any]:
     first = placements[0] if placements else None
     on_gpu = first is not None and first.gpu is not None
-    res = part.get("resources", {})
     out: dict[str, Any] = {
-        "model": part["model"],
+        "model": part.model,
         "device": "cuda" if on_gpu else "cpu",
-        "replicas": int(part.get("replicas", 1)),
-        "num_cpus": float(res.get("cpu", 1)),
+        "replicas": part.replicas,
+        "num_cpus": part.resources.cpu,
         "num_gpus": first.num_gpus if on_gpu and first else 0.0,
     }
     if on_gpu and first and first.memory_fraction is not None:
         out["gpu_memory_fraction"] = first.memory_fraction
-    if "memory" in res:
-        out["memory_bytes"] = quantity_bytes(res["memory"])
-    if part.get("source"):
-        out["source"] = part["source"]
-    if part.get("dtype", "auto") != "auto":
-        out["dtype"] = part["dtype"]
-    if role in ("embedding", "reranker"):
-        out["max_batch_size"] = int(part.get("batchSize", 64 if role == "embedding" else 32))
-        out["max_seq_length"] = int(part.get("maxSeqLength", 512))
-    if role == "ocr":
-        out["engine"] = part["model"]
-        out["fallback"] = list(part.get("fallback", []))
-    if role == "llm":
-        out.update(_llm(part, on_gpu))
+    if part.resources.memory is not None:
+        out["memory_bytes"] = quantity_bytes(part.resources.memory)
+    if part.source:
+        out["source"] = part.source
+    if part.dtype != "auto":
+        out["dtype"] = part.dtype
+    if isinstance(part, (Embedding, Reranker)):
+        out["max_batch_size"] = part.batch_size
+        out["max_seq_length"] = part.max_seq_length
+    if isinstance(part, Ocr):
+        out["engine"] = part.model
+        out["fallback"] = list(part.fallback)
+    if isinstance(part, Llm):
+        out.update(_llm(part))
     return out
 
 
-def _llm(part: Mapping[str, Any], on_gpu: bool) -> dict[str, Any]:
-    engine = part.get("engine", "vllm")
-    out: dict[str, Any] = {
-        "engine": engine,
-        "served_model_name": part.get("servedModelName") or part["model"],
-    }
-    if engine == "proxy":
-        return {**out, "upstream_url": part["url"], "device": "cpu", "num_gpus": 0.0}
-    quantization = part.get("quantization", "none")
-    info = CATALOGUE.get(part["model"])
-    if quantization != "none" and not part.get("source") and info and quantization in info.quantized_sources:
-        out["source"] = info.quantized_sources[quantization]
-    kwargs: dict[str, Any] = {"max_model_len": int(part.get("maxModelLen", 8192))}
-    if engine == "vllm":
-        kwargs["max_num_seqs"] = int(part.get("maxConcurrentSequences", 4))
+def _llm(part: Llm) -> dict[str, Any]:
+    out: dict[str, Any] = {"engine": part.engine, "served_model_name": part.served_model_name or part.model}
+    if part.engine == "proxy":
+        return {**out, "upstream_url": part.url, "device": "cpu", "num_gpus": 0.0}
+    info = CATALOGUE.get(part.model)
+    if part.quantization != "none" and not part.source and info and part.quantization in info.quantized_sources:
+        out["source"] = info.quantized_sources[part.quantization]
+    kwargs: dict[str, Any] = {"max_model_len": part.max_model_len}
+    if part.engine == "vllm":
+        kwargs["max_num_seqs"] = part.max_concurrent_sequences
         # Pre-quantised AWQ/GPTQ checkpoints declare their method; vLLM then picks its fastest
         # kernel (Marlin). Only fp8 is an on-the-fly quantisation that must be asked for.
-        if quantization == "fp8":
+        if part.quantization == "fp8":
             kwargs["quantization"] = "fp8"
-        if part.get("kvCacheDtype", "auto") != "auto":
-            kwargs["kv_cache_dtype"] = part["kvCacheDtype"]
+        if part.kv_cache_dtype != "auto":
+            kwargs["kv_cache_dtype"] = part.kv_cache_dtype
     out["engine_kwargs"] = kwargs
     return out
 
@@ -130,22 +117,22 @@ def _llm(part: Mapping[str, Any], on_gpu: bool) -> dict[str, Any]:
 # --- the RayService -------------------------------------------------------------------------------
 
 
-def render_serve_config(spec: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
-    """The Serve config; checked against Ray's ServeDeploySchema whenever Ray is installed."""
-    config = build_serve_config(serving_spec(spec, plan), validate=False)
+def render_serve_config(spec: PipelineSpec, plan: Plan) -> dict[str, Any]:
+    """The Serve config, checked against Ray Serve's deploy schema (vendored: no Ray needed here)."""
+    sspec = serving_spec(spec, plan)
+    config = build_serve_config(sspec, validate=False)
     if len(plan.gpus) > 1:
-        _pin_to_gpus(config, plan)
-    if importlib.util.find_spec("ray") is not None:
-        validate_serve_config(config)
+        _pin_to_gpus(config, plan, sspec)
+    validate_serve_config(config)
     return config
 
 
-def _pin_to_gpus(config: dict[str, Any], plan: Plan) -> None:
+def _pin_to_gpus(config: dict[str, Any], plan: Plan, sspec: ServingSpec) -> None:
     """Ask each GPU deployment for a sliver of its planned GPU's custom resource."""
-    app_role = {f"bunko-{role}": role for role in ROUTES}
+    app_role = {app_name(sspec, role): role for role, _ in sspec.roles()}
     for app in config.get("applications", []):
         role = app_role.get(app.get("name", ""))
-        placements = [p for p in plan.for_role(role) if p.gpu is not None] if role else []  # type: ignore[arg-type]
+        placements = [p for p in plan.for_role(role) if p.gpu is not None] if role else []
         if not placements:
             continue
         gpus = {p.gpu for p in placements}
@@ -162,12 +149,10 @@ def _pin_to_gpus(config: dict[str, Any], plan: Plan) -> None:
                     bundle[resource] = PIN_AMOUNT
 
 
-def render_rayservice(name: str, namespace: str, spec: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
-    """The RayService for a feasible plan of the Pipeline ``name`` (spec with defaults applied)."""
+def render_rayservice(name: str, namespace: str, spec: PipelineSpec, plan: Plan) -> dict[str, Any]:
+    """The RayService for a feasible plan of the Pipeline ``name``."""
     if not plan.feasible:
         raise ValueError(f"cannot render an infeasible plan: {plan.message}")
-    ray = spec.get("ray", {})
-    image = ray.get("image", "ghcr.io/bunko-dev/bunko-serving:0.1.0")
     labels = {
         "app.kubernetes.io/name": "bunko",
         "app.kubernetes.io/component": "serving",
@@ -175,7 +160,7 @@ def render_rayservice(name: str, namespace: str, spec: Mapping[str, Any], plan: 
         LABEL_PIPELINE: name,
     }
     config = render_serve_config(spec, plan)
-    body: dict[str, Any] = {
+    return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
@@ -183,45 +168,43 @@ def render_rayservice(name: str, namespace: str, spec: Mapping[str, Any], plan: 
             "serveConfigV2": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
             "upgradeStrategy": {"type": "None" if plan.single_gpu else "NewCluster"},
             "rayClusterConfig": {
-                "rayVersion": ray.get("version", "2.60.0"),
+                "rayVersion": spec.ray.version,
                 "enableInTreeAutoscaling": False,
-                "headGroupSpec": _head(image, ray, labels),
-                "workerGroupSpecs": _workers(image, spec, plan, labels),
+                "headGroupSpec": _head(spec.ray, labels),
+                "workerGroupSpecs": _workers(spec, plan, labels),
             },
         },
     }
-    return body
 
 
-def _env(ray: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _env(ray: Ray) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "RAY_SERVE_ENABLE_EXPERIMENTAL_STREAMING", "value": "1"}]
-    if ray.get("hfTokenSecret"):
+    if ray.hf_token_secret:
         env.append(
             {
                 "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": ray["hfTokenSecret"], "key": "hf_token"}},
+                "valueFrom": {"secretKeyRef": {"name": ray.hf_token_secret, "key": "hf_token"}},
             }
         )
     return env
 
 
 def _pod_spec(
-    containers: list[dict[str, Any]], ray: Mapping[str, Any], volumes: list[dict[str, Any]] | None = None
+    containers: list[dict[str, Any]], ray: Ray, volumes: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     pod: dict[str, Any] = {"containers": containers}
     if volumes:
         pod["volumes"] = volumes
-    if ray.get("serviceAccountName"):
-        pod["serviceAccountName"] = ray["serviceAccountName"]
+    if ray.service_account_name:
+        pod["serviceAccountName"] = ray.service_account_name
     return pod
 
 
-def _head(image: str, ray: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
-    head = ray.get("head", {})
-    res = {"cpu": str(head.get("cpu", "2")), "memory": str(head.get("memory", "8Gi"))}
+def _head(ray: Ray, labels: dict[str, str]) -> dict[str, Any]:
+    res = {"cpu": ray.head.cpu, "memory": ray.head.memory}
     container = {
         "name": "ray-head",
-        "image": image,
+        "image": ray.image,
         "env": _env(ray),
         "ports": [
             {"containerPort": 6379, "name": "gcs", "protocol": "TCP"},
@@ -238,20 +221,15 @@ def _head(image: str, ray: Mapping[str, Any], labels: Mapping[str, str]) -> dict
     }
 
 
-def _cache_volume(spec: Mapping[str, Any]) -> dict[str, Any]:
-    cache = spec.get("modelCache", {})
-    if cache.get("type") == "PersistentVolumeClaim":
-        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache["claimName"]}}
+def _cache_volume(cache: ModelCache) -> dict[str, Any]:
+    if cache.type == "PersistentVolumeClaim":
+        return {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache.claim_name}}
     return {"name": CACHE_VOLUME, "emptyDir": {}}
 
 
-def _workers(
-    image: str, spec: Mapping[str, Any], plan: Plan, labels: Mapping[str, str]
-) -> list[dict[str, Any]]:
-    ray = spec.get("ray", {})
-    worker = ray.get("worker", {})
-    mount = spec.get("modelCache", {}).get("mountPath", "/models")
-    base = {"cpu": str(worker.get("cpu", "8")), "memory": str(worker.get("memory", "48Gi"))}
+def _workers(spec: PipelineSpec, plan: Plan, labels: dict[str, str]) -> list[dict[str, Any]]:
+    ray = spec.ray
+    base = {"cpu": ray.worker.cpu, "memory": ray.worker.memory}
     gpus = plan.gpus_used
     groups: list[tuple[str, dict[str, str], dict[str, str]]] = []
     if not gpus:
@@ -265,10 +243,10 @@ def _workers(
     for group, res, params in groups:
         container = {
             "name": "ray-worker",
-            "image": image,
+            "image": ray.image,
             "env": _env(ray),
             "resources": {"limits": dict(res), "requests": dict(res)},
-            "volumeMounts": [{"name": CACHE_VOLUME, "mountPath": mount}],
+            "volumeMounts": [{"name": CACHE_VOLUME, "mountPath": spec.model_cache.mount_path}],
         }
         out.append(
             {
@@ -280,21 +258,18 @@ def _workers(
                 "rayStartParams": params,
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": _pod_spec([container], ray, [_cache_volume(spec)]),
+                    "spec": _pod_spec([container], ray, [_cache_volume(spec.model_cache)]),
                 },
             }
         )
     return out
 
 
-def endpoints(name: str, namespace: str, spec: Mapping[str, Any]) -> dict[str, str]:
+def endpoints(name: str, namespace: str, spec: PipelineSpec) -> dict[str, str]:
     """In-cluster URLs of the Serve routes (KubeRay names the Serve service ``<name>-serve-svc``)."""
     base = f"http://{name}-serve-svc.{namespace}.svc:{SERVE_PORT}"
     out = {"serve": base, "dashboard": f"http://{name}-head-svc.{namespace}.svc:{DASHBOARD_PORT}"}
-    for role, route in ROUTES.items():
-        part = spec.get(role)
-        if part and not (role == "llm" and part.get("engine") == "none"):
-            out[role] = base + route
+    out.update({role: base + MODEL_ROUTES[role] for role, _ in spec.served()})
     return out
 
 

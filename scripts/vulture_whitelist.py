@@ -36,3 +36,4 @@ _.do_POST
 _.close_connection
 _.daemon_threads
 pytestmark  # pytest reads it
+_.ignore_aliases  # PyYAML's Dumper calls it (operator/kinds/crd.py)

@@ -31,24 +31,34 @@ Each role's ``num_cpus`` / ``num_gpus`` / ``memory_bytes`` land in its deploymen
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
-from bunko.errors import ConfigError
-from bunko.serving.spec import LlmSpec, Role, RoleSpec, ServingSpec
+from jsonschema import Draft202012Validator
 
-# (URL path under route_prefix, application builder in import_module, deployment name)
-ROLE_LAYOUT: dict[Role, tuple[str, str, str]] = {
-    "ocr": ("ocr", "ocr_app", "ocr"),
-    "embedding": ("embed", "embed_app", "embedding"),
-    "reranker": ("rerank", "rerank_app", "reranker"),
-    "llm": ("llm", "llm_app", "llm"),
+from bunko.domain import MODEL_ROUTES, ModelRole
+from bunko.errors import ConfigError
+from bunko.serving.spec import LlmSpec, RoleSpec, ServingSpec
+
+# (application builder in import_module, deployment name); the route is MODEL_ROUTES[role].
+ROLE_LAYOUT: dict[ModelRole, tuple[str, str]] = {
+    "ocr": ("ocr_app", "ocr"),
+    "embedding": ("embed_app", "embedding"),
+    "reranker": ("rerank_app", "reranker"),
+    "llm": ("llm_app", "llm"),
 }
 
 VLLM_IMPORT_PATH = "ray.serve.llm:build_openai_app"
 
 
-def role_route(spec: ServingSpec, role: Role) -> str:
-    return f"{spec.route_prefix}/{ROLE_LAYOUT[role][0]}"
+def role_route(spec: ServingSpec, role: ModelRole) -> str:
+    return f"{spec.route_prefix}{MODEL_ROUTES[role]}"
+
+
+def app_name(spec: ServingSpec, role: ModelRole) -> str:
+    return f"{spec.app_prefix}{role}"
 
 
 def _scaling(role: RoleSpec) -> dict[str, Any]:
@@ -79,11 +89,11 @@ def deployment_options(role: RoleSpec) -> dict[str, Any]:
     return opts
 
 
-def _bunko_app(spec: ServingSpec, role: Role, role_spec: RoleSpec) -> dict[str, Any]:
-    _, builder, deployment = ROLE_LAYOUT[role]
+def _bunko_app(spec: ServingSpec, role: ModelRole, role_spec: RoleSpec) -> dict[str, Any]:
+    builder, deployment = ROLE_LAYOUT[role]
     dep: dict[str, Any] = {"name": deployment, **deployment_options(role_spec)}
     app: dict[str, Any] = {
-        "name": f"{spec.app_prefix}{role}",
+        "name": app_name(spec, role),
         "route_prefix": role_route(spec, role),
         "import_path": f"{spec.import_module}:{builder}",
         # The builder re-validates these with the same RoleSpec class, so what runs is what was checked.
@@ -130,7 +140,7 @@ def vllm_llm_config(role: LlmSpec) -> dict[str, Any]:
 
 def _vllm_app(spec: ServingSpec, role: LlmSpec) -> dict[str, Any]:
     app: dict[str, Any] = {
-        "name": f"{spec.app_prefix}llm",
+        "name": app_name(spec, "llm"),
         "route_prefix": role_route(spec, "llm"),
         "import_path": VLLM_IMPORT_PATH,
         "args": {"llm_configs": [vllm_llm_config(role)]},
@@ -143,8 +153,7 @@ def _vllm_app(spec: ServingSpec, role: LlmSpec) -> dict[str, Any]:
 def build_serve_config(spec: ServingSpec, *, validate: bool = True) -> dict[str, Any]:
     """The Serve ``applications:`` document for ``spec``, checked with ``ServeDeploySchema``.
 
-    Raises :class:`~bunko.errors.ConfigError` when Ray's schema rejects the result (or, with
-    ``validate``, when Ray is not installed to check it).
+    Raises :class:`~bunko.errors.ConfigError` when Ray's schema rejects the result.
     """
     apps: list[dict[str, Any]] = []
     for role, role_spec in spec.roles():
@@ -158,17 +167,35 @@ def build_serve_config(spec: ServingSpec, *, validate: bool = True) -> dict[str,
     return doc
 
 
+@cache
+def _serve_deploy_validator() -> Draft202012Validator:
+    # Ray Serve's own ServeDeploySchema, vendored as JSON Schema (scripts/vendor-serve-schema.py):
+    # the operator checks what it renders without Ray in its image, and a test keeps the file equal
+    # to what the installed Ray declares.
+    text = (files("bunko.serving") / "ray_serve_deploy_schema.json").read_text(encoding="utf-8")
+    return Draft202012Validator(json.loads(text))
+
+
 def validate_serve_config(doc: dict[str, Any]) -> None:
-    """Check ``doc`` against Ray Serve's own schema; raise ``ConfigError`` saying what is wrong."""
-    try:
-        from pydantic import ValidationError
-        from ray.serve.schema import ServeDeploySchema
-    except ImportError as exc:
-        raise ConfigError("validating a Serve config needs Ray Serve: pip install 'bunko[serving]'") from exc
-    try:
-        ServeDeploySchema.model_validate(doc)
-    except (ValidationError, ValueError) as exc:
-        raise ConfigError(f"the Serve config is not valid for Ray Serve: {exc}", detail=doc) from exc
+    """Check ``doc`` against Ray Serve's deploy schema; raise ``ConfigError`` saying what is wrong."""
+    errors = sorted(_serve_deploy_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    problems = [f"{'.'.join(map(str, e.absolute_path)) or 'config'}: {e.message}" for e in errors]
+    if not problems:
+        problems = _application_clashes(doc["applications"])
+    if problems:
+        raise ConfigError(f"the Serve config is not valid for Ray Serve: {'; '.join(problems)}", detail=doc)
+
+
+def _application_clashes(apps: list[dict[str, Any]]) -> list[str]:
+    """ServeDeploySchema's own Python validators, which no JSON Schema carries: application names
+    non-empty and unique, route prefixes unique."""
+    names = [a.get("name", "default") for a in apps]
+    routes = [a["route_prefix"] for a in apps if a.get("route_prefix") is not None]
+    out = [f"applications: application name {n!r} is used twice" for n in sorted(set(names)) if names.count(n) > 1]
+    out += [f"applications: route_prefix {r!r} is used twice" for r in sorted(set(routes)) if routes.count(r) > 1]
+    if "" in names:
+        out.append("applications: an application name is empty")
+    return out
 
 
 def load_spec(data: dict[str, Any]) -> ServingSpec:

@@ -80,8 +80,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Role = Literal["ocr", "embedding", "reranker", "llm"]
-ROLES: tuple[Role, ...] = ("ocr", "embedding", "reranker", "llm")
+from bunko.domain import MODEL_ROLES, ModelRole
 
 OCR_ENGINES = ("rapidocr", "tesseract", "yomitoku", "paddleocr")
 # Engines that can use a GPU; the others would waste one.
@@ -271,11 +270,11 @@ class ServingSpec(BaseModel):
 
     @model_validator(mode="after")
     def _some_role(self) -> ServingSpec:
-        if not any(getattr(self, r) is not None for r in ROLES):
-            raise ValueError(f"a ServingSpec needs at least one of {list(ROLES)}")
+        if not any(getattr(self, r) is not None for r in MODEL_ROLES):
+            raise ValueError(f"a ServingSpec needs at least one of {list(MODEL_ROLES)}")
         return self
 
-    def roles(self) -> list[tuple[Role, RoleSpec]]:
-        return [(r, spec) for r in ROLES if (spec := getattr(self, r)) is not None]
+    def roles(self) -> list[tuple[ModelRole, RoleSpec]]:
+        return [(r, spec) for r in MODEL_ROLES if (spec := getattr(self, r)) is not None]
 
 

@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bunko.domain import OcrBlock
+from bunko.domain import MODEL_ROUTES, OcrBlock
 from bunko.errors import InvalidInput, ModelUnavailable
 from bunko.models.base import OcrResult
 
@@ -243,7 +243,7 @@ class HttpEmbedder:
     """``Embedder`` over ``POST <base>/embed``; ``model_id`` and ``dim`` come from its health route."""
 
     def __init__(
-        self, base_url: str, *, path: str = "/embed", request_batch: int = 256, **endpoint: Any
+        self, base_url: str, *, path: str = MODEL_ROUTES["embedding"], request_batch: int = 256, **endpoint: Any
     ) -> None:
         self.endpoint = ModelEndpoint(_join(base_url, path), **endpoint)
         self.request_batch = request_batch
@@ -287,7 +287,7 @@ class HttpEmbedder:
 class HttpReranker:
     """``Reranker`` over ``POST <base>/rerank``."""
 
-    def __init__(self, base_url: str, *, path: str = "/rerank", **endpoint: Any) -> None:
+    def __init__(self, base_url: str, *, path: str = MODEL_ROUTES["reranker"], **endpoint: Any) -> None:
         self.endpoint = ModelEndpoint(_join(base_url, path), **endpoint)
         self._info = _LazyInfo(self.endpoint)
 
@@ -323,7 +323,7 @@ class HttpOcrEngine:
     name = "serve"
 
     def __init__(
-        self, base_url: str, *, path: str = "/ocr", engines: list[str] | None = None, **endpoint: Any
+        self, base_url: str, *, path: str = MODEL_ROUTES["ocr"], engines: list[str] | None = None, **endpoint: Any
     ) -> None:
         self.endpoint = ModelEndpoint(_join(base_url, path), **endpoint)
         self.engines = engines

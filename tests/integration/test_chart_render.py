@@ -167,10 +167,8 @@ def test_custom_resources_validate_against_our_crds_and_the_pipeline_plans(helm_
         crd = yaml.safe_load((chart / "crds" / crd_file).read_text())
         version = next(v for v in crd["spec"]["versions"] if v["name"] == doc["apiVersion"].split("/")[1])
         jsonschema.Draft4Validator(version["schema"]["openAPIV3Schema"]).validate(doc)
-    spec, errors = schemas.validate_spec(schemas.PIPELINES, pipeline["spec"])
-    assert errors == []
-    _, errors = schemas.validate_spec(schemas.COLLECTIONS, collection["spec"])
-    assert errors == []
+    spec = schemas.parse_pipeline(pipeline["spec"])
+    schemas.parse_collection(collection["spec"])
     assert collection["spec"]["pipelineRef"]["name"] == pipeline["metadata"]["name"]
     plan = planner.plan_pipeline(spec)
     assert plan.feasible, plan.message
@@ -183,15 +181,15 @@ def test_custom_resources_validate_against_our_crds_and_the_pipeline_plans(helm_
 
 def test_rtx4090_overlay_is_one_gpu_with_the_14b_llm_and_an_in_place_upgrade(helm_env, chart):
     pipeline = one(render(helm_env, chart, "values-rtx4090.yaml"), "Pipeline", "default")
-    spec, _ = schemas.validate_spec(schemas.PIPELINES, pipeline["spec"])
+    spec = schemas.parse_pipeline(pipeline["spec"])
     plan = planner.plan_pipeline(spec)
     assert plan.feasible and plan.single_gpu
     assert {p.role for p in plan.placements if p.gpu == 0} == {"ocr", "embedding", "reranker", "llm"}
     body = rayservice.render_rayservice("default", NAMESPACE, spec, plan)
     assert body["spec"]["upgradeStrategy"]["type"] == "None"
     # The templated parts of the spec resolved to the chart's own claim and CUDA serving image.
-    assert spec["modelCache"]["claimName"] == f"{RELEASE}-models"
-    assert spec["ray"]["image"] == "ghcr.io/bunko-dev/bunko-serving:0.1.0-cuda"
+    assert spec.model_cache.claim_name == f"{RELEASE}-models"
+    assert spec.ray.image == "ghcr.io/bunko-dev/bunko-serving:0.1.0-cuda"
     claim = one(render(helm_env, chart, "values-rtx4090.yaml"), "PersistentVolumeClaim", f"{RELEASE}-models")
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 

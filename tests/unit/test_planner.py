@@ -8,6 +8,7 @@ import pytest
 
 from bunko.errors import InvalidInput
 from bunko.operator.catalogue import CATALOGUE, GIB
+from bunko.operator.kinds.pipeline import PipelineSpec
 from bunko.operator.planner import (
     Gpu,
     ModelRequest,
@@ -70,9 +71,10 @@ def seed_split(quantization="awq"):
 
 def plan(spec):
     full, errors = validate_spec(PIPELINES, spec)
-    # The CRD's CEL rule refuses unaccepted licences first; the planner checks again behind it.
+    # The CRD's CEL rule refuses unaccepted licences first; the planner checks again behind it,
+    # so it is given the typed spec the rule would have stopped.
     assert errors == [] or not spec.get("licenseAccepted", False), errors
-    return plan_pipeline(full)
+    return plan_pipeline(PipelineSpec.model_validate(full))
 
 
 # (case, spec, feasible, reason, fragments the message must contain)
