@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# wheel without build isolation (nothing downloaded), and a new venv brings setuptools 65.
 	$(BIN)/pip install -q --upgrade pip "setuptools>=69"
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,serving,bench]"
+	$(BIN)/pip install -q -e ".[all,dev,bench]"
 	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if '+cpu' in v or not torch.cuda.is_available() and 'cu' not in v else 'unexpected torch build ' + v)"
 	touch $(STAMP)
 
@@ -78,7 +78,7 @@ chart-lint: tools
 
 images:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "no Docker engine here: images are built in CI with one"; exit 1; }
-	for p in api worker operator serving; do docker build -f images/$$p/Dockerfile -t bunko-$$p:dev . ; done
+	for p in api worker operator serving; do docker build -f images/Dockerfile --target $$p -t bunko-$$p:dev . ; done
 
 # The whole system as separate processes with faults injected (~10 min on 2 cores): see tests/e2e/scenario.py.
 e2e: setup tools

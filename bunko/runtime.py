@@ -8,11 +8,14 @@ HTTP variants (``Settings.model_endpoint``) replace the in-process ones without 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bunko.errors import ConfigError
 from bunko.settings import Settings, get_settings
 from bunko.store.db import migrate, session_factory
 
@@ -21,6 +24,19 @@ if TYPE_CHECKING:
     from bunko.store.cache import Cache
     from bunko.store.objects import ObjectStore
     from bunko.store.vectors import VectorStore
+
+
+@contextmanager
+def _in_process(what: str) -> Iterator[None]:
+    """A process installed without the ``local`` extra (an api or worker image) says what to set
+    instead of failing on an import deep inside a request."""
+    try:
+        yield
+    except ImportError as exc:
+        raise ConfigError(
+            f"{what} would run in this process, but this install lacks it ({exc.name or exc}): set "
+            "BUNKO_MODEL_ENDPOINT to the Pipeline's model server, or install bunko[local]"
+        ) from None
 
 
 class Runtime:
@@ -76,6 +92,10 @@ class Runtime:
 
     # --- models ---------------------------------------------------------------------------------
 
+    # One rule for every model: it runs at BUNKO_MODEL_ENDPOINT (the Pipeline's Ray Serve
+    # application) when that is set, in this process otherwise. BUNKO_RERANKER_MODEL empty means no
+    # reranker either way; a Pipeline always serves OCR and embedding, so those always exist.
+
     @cached_property
     def embedder(self) -> Embedder:
         """The embedding model behind the embedding cache (model id + side + text hash, 30 days), so
@@ -89,9 +109,10 @@ class Runtime:
 
                 inner = HttpEmbedder(self.settings.model_endpoint, timeout_s=self.settings.model_timeout_s)
             else:
-                from bunko.models.embedding import load_embedder
+                with _in_process("the embedding model"):
+                    from bunko.models.embedding import load_embedder
 
-                inner = load_embedder(self.settings.embedding_model, batch_size=self.settings.embed_batch_size)
+                    inner = load_embedder(self.settings.embedding_model, batch_size=self.settings.embed_batch_size)
             return CachedEmbedder(inner, self.cache, ttl_s=self.settings.embedding_cache_ttl_s)
 
     def embedder_for(self, user_id: str) -> Embedder:
@@ -107,24 +128,28 @@ class Runtime:
     @cached_property
     def reranker(self) -> Reranker | None:
         with self._lock:
-            if self.settings.model_endpoint and self.settings.reranker_model:
+            if not self.settings.reranker_model:
+                return None
+            if self.settings.model_endpoint:
                 from bunko.models.http import HttpReranker
 
                 return HttpReranker(self.settings.model_endpoint, timeout_s=self.settings.model_timeout_s)
-            from bunko.models.rerank import load_reranker
+            with _in_process("the reranker"):
+                from bunko.models.rerank import load_reranker
 
-            return load_reranker(self.settings.reranker_model)
+                return load_reranker(self.settings.reranker_model)
 
     @cached_property
     def ocr_engines(self) -> list[OcrEngine]:
         with self._lock:
-            if self.settings.model_endpoint and self.settings.ocr_engines == ["serve"]:
+            if self.settings.model_endpoint:
                 from bunko.models.http import HttpOcrEngine
 
                 return [HttpOcrEngine(self.settings.model_endpoint, timeout_s=self.settings.model_timeout_s)]
-            from bunko.models.ocr import load_ocr_engines
+            with _in_process("OCR"):
+                from bunko.models.ocr import load_ocr_engines
 
-            return load_ocr_engines([e for e in self.settings.ocr_engines if e != "serve"])
+                return load_ocr_engines(self.settings.ocr_engines)
 
     @cached_property
     def chat(self) -> ChatModel | None:

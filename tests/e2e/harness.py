@@ -306,7 +306,6 @@ class Cluster:
             "BUNKO_MILVUS_URI": self.milvus_uri,
             "BUNKO_MODEL_ENDPOINT": self.serve_url,
             "BUNKO_MODEL_TIMEOUT_S": "30",
-            "BUNKO_OCR_ENGINES": '["serve"]',
             "BUNKO_LLM_URL": f"{self.serve_url}/llm/v1",
             "BUNKO_ANSWER_MAX_TOKENS": str(c.answer_max_tokens),
             "BUNKO_LLM_TOKENIZER": str(self.llm_dir()),

@@ -26,6 +26,7 @@ def _bunko(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
         (["ask", "質問", "-c", "nope"], {}, 2, "collection 'nope' does not exist"),
         (["status"], {"BUNKO_MAX_PAGES": "abc"}, 2, "BUNKO_MAX_PAGES"),
         (["status"], {"BUNKO_CHUNK_SIZE": "700"}, 2, "BUNKO_CHUNK_SIZE is no longer read"),
+        (["status"], {"BUNKO_OCR_ENGINES": '["serve"]'}, 2, "'serve' is no longer an engine"),
         (["status"], {"BUNKO_DATABASE_URL": "postgresql+psycopg://u:pw-not-shown@127.0.0.1:1/x"}, 3,
          "the database is unreachable"),
         (["ingest", "/no/such/folder"], {}, 2, "/no/such/folder does not exist"),

@@ -3,7 +3,7 @@
 The cluster (``tests/integration/ray_fixtures.py``, shared with ``test_serving_ray.py``) serves the
 tiny test-made embedder (Llama, last-token pooling, dim 32), reranker and Qwen2 LLM, and rapidocr.
 The Runtime here is configured only by settings, as a worker pod would be: ``model_endpoint`` is
-Serve's URL, ``ocr_engines=["serve"]``, ``llm_url`` its OpenAI route, ``reranker_model`` set. No
+Serve's URL (so OCR, embedding and reranking all run there), ``llm_url`` its OpenAI route, ``reranker_model`` set. No
 model runs in this process except to check what the served one returned.
 
 Then the embedding application is taken down (``serve.delete``): a new document's job goes back
@@ -67,7 +67,6 @@ def rt(serve_cluster, tmp_path_factory):
             _env_file=None,
             data_dir=tmp_path_factory.mktemp("serve-pipeline"),
             model_endpoint=url,
-            ocr_engines=["serve"],
             llm_url=f"{url}/llm/v1",
             reranker_model=str(serve_cluster.models["reranker"]),
             model_timeout_s=60,

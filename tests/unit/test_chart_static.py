@@ -102,37 +102,74 @@ def test_milvus_values_use_keys_the_milvus_5_0_19_chart_has(overlay):
 # --- images -------------------------------------------------------------------------------------
 
 
-def _dockerfile(process: str) -> str:
-    return (ROOT / "images" / process / "Dockerfile").read_text()
+DOCKERFILE = (ROOT / "images" / "Dockerfile").read_text()
+# Each stage's name and the stage or image it starts FROM.
+STAGES = {alias: base for base, alias in re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", DOCKERFILE, flags=re.M)}
+
+
+def _stage(name: str) -> str:
+    """The text of one stage, from its FROM to the next."""
+    parts = re.split(r"^(?=FROM\s)", DOCKERFILE, flags=re.M)
+    return next(p for p in parts if re.match(rf"FROM\s+\S+\s+AS\s+{re.escape(name)}\s*$", p.splitlines()[0]))
+
+
+def _image(process: str) -> str:
+    """Everything that goes into a process's image: its stage and the stages it builds on."""
+    text, name = "", process
+    while name in STAGES:
+        text = _stage(name) + text
+        name = STAGES[name]
+    installer = f"install-{process}"
+    if installer in STAGES:
+        text = _stage(installer) + _stage("install") + text
+    return text
+
+
+def test_one_dockerfile_has_a_target_per_process():
+    assert set(PROCESSES) <= set(STAGES)
+    assert not (ROOT / "images" / "api").exists(), "one Dockerfile with targets, not one per process"
 
 
 @pytest.mark.parametrize("process", PROCESSES)
 def test_images_are_multi_stage_pinned_and_non_root(process):
-    text = _dockerfile(process)
-    froms = re.findall(r"^FROM\s+(\S+)", text, flags=re.M)
-    assert len(froms) >= 2, "multi-stage: a build stage and a runtime stage"
-    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, flags=re.M))
-    for image in froms:
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", DOCKERFILE, flags=re.M))
+    for image in re.findall(r"^FROM\s+(\S+)", DOCKERFILE, flags=re.M):
         resolved = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), image)
-        if resolved in {"builder", "runtime", "web"}:
+        if resolved in STAGES:
             continue
         assert "$" not in resolved, f"base image {image} depends on an ARG without a default"
         assert ":" in resolved and not resolved.endswith(":latest"), f"unpinned base {resolved}"
-    users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
+    users = re.findall(r"^USER\s+(\S+)", _stage(process), flags=re.M)
     assert users and users[-1] not in ("root", "0", "0:0"), "the runtime stage must end as a non-root user"
-    assert re.search(r"^ENTRYPOINT\s+\[\"bunko\"\]", text, flags=re.M) or process == "serving"
+    assert re.search(r"^ENTRYPOINT\s+\[\"bunko\"\]", _image(process), flags=re.M) or process == "serving"
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_each_image_installs_its_own_extra_only(process):
+    image = _image(process)
+    default = re.search(rf"^ARG\s+{process.upper()}_EXTRAS=(\S+)", image, flags=re.M)
+    installs = default.group(1) if default else re.search(r"install-bunko\s+(\S+)", image).group(1)
+    assert installs == process, f"the {process} image installs bunko[{installs}]"
 
 
 @pytest.mark.parametrize("process", PROCESSES)
 def test_images_take_models_from_a_volume_and_torch_from_the_right_index(process):
-    text = _dockerfile(process)
+    text = _image(process)
     assert "HF_HOME=/models" in text
     assert not re.search(r"snapshot_download|huggingface-cli download|from_pretrained", text)
-    # bunko depends on sentence-transformers, which would pull CUDA torch from PyPI: every image
-    # installs torch from an explicit index first (the CPU one by default).
-    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
+    # torch, where an image needs it (the serving image; the local extra), comes from an explicit
+    # index first (the CPU one by default): from PyPI it would be the CUDA build.
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in DOCKERFILE
+    script = (ROOT / "images" / "install-bunko.sh").read_text()
+    assert '--index-url "${TORCH_INDEX_URL}"' in script
 
 
 def test_dockerignore_keeps_the_context_small_and_secret_free():
     lines = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", ".git", ".tools", ".bunko", "*.env", ".env"} <= lines
+
+
+def test_the_serving_image_is_built_on_the_ray_release_pipelines_default_to():
+    from bunko.operator.kinds.pipeline import RAY_VERSION
+
+    assert re.search(r"^ARG RAY_VERSION=(\S+)", DOCKERFILE, flags=re.M).group(1) == RAY_VERSION
