@@ -55,7 +55,7 @@ def quantity_bytes(q: str) -> int:
 def serving_spec(spec: PipelineSpec, plan: Plan) -> ServingSpec:
     """The ServingSpec for a planned Pipeline spec."""
     cache = spec.model_cache.mount_path
-    roles = {role: _role(role, part, plan.for_role(role)) for role, part in spec.served()}
+    roles: dict[str, Any] = {role: _role(role, part, plan.for_role(role)) for role, part in spec.served()}
     return load_spec(
         {
             **roles,
