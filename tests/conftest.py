@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,97 +32,36 @@ from typing import Any
 import pytest
 
 from bunko.testing.servers import free_port, stop_embedded_engines, stop_process
-
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
-
-
-
-
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_port(host: str, port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _port_open(host, port):
-            return True
-        time.sleep(0.2)
-    return False
-
+from tests.support.databases import (
+    REDIS_HOST,
+    REDIS_PORT,
+    SESSION_TAG,
+    create_pg_database,
+    drop_pg_database,
+    port_open,
+    truncate_all,
+    wait_port,
+)
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
-
-
-def _pg_admin_conninfo(dbname: str = "postgres") -> str:
-    return f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname} connect_timeout=5"
-
-
-def _ensure_postgres() -> None:
-    if _port_open(PG_HOST, PG_PORT):
-        return
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    out = ""
-    for version in versions:
-        proc = subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )
-        out += proc.stdout + proc.stderr
-    if not _wait_port(PG_HOST, PG_PORT, 20):
-        pytest.fail(
-            f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} and could not be started "
-            f"(tried pg_ctlcluster for {versions or 'no clusters in /etc/postgresql'}): {out.strip()}\n"
-            "Start it (`pg_ctlcluster --skip-systemctl-redirect 15 main start`) or deselect these "
-            'tests with -m "not postgres".',
-            pytrace=False,
-        )
-
-
-def _create_pg_database(prefix: str) -> tuple[str, str]:
-    """Create a uniquely named database; return (name, SQLAlchemy URL)."""
-    import psycopg
-
-    _ensure_postgres()
-    name = f"{prefix}_{SESSION_TAG}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-
-
-def _drop_pg_database(name: str, url: str) -> None:
-    import psycopg
-
-    from bunko.store import db
-
-    engine = db.get_engine(url)
-    engine.dispose()
-    with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh, empty (un-migrated) PostgreSQL database for this session."""
-    name, url = _create_pg_database("bunko_t")
+    name, url = create_pg_database("bunko_t")
     yield url
-    _drop_pg_database(name, url)
+    drop_pg_database(name, url)
 
 
 @pytest.fixture(scope="session")
 def _pg_migrated_url() -> Iterator[str]:
     from bunko.store.db import migrate
 
-    name, url = _create_pg_database("bunko_m")
+    name, url = create_pg_database("bunko_m")
     migrate(url)
     yield url
-    _drop_pg_database(name, url)
+    drop_pg_database(name, url)
 
 
 @pytest.fixture(scope="session")
@@ -141,26 +79,6 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _truncate_all(url: str) -> None:
-    from sqlalchemy import text
-
-    from bunko.store.db import get_engine
-
-    engine = get_engine(url)
-    with engine.begin() as conn:
-        names = [
-            r[0]
-            for r in conn.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                     "AND tablename <> 'alembic_version'")
-            )
-        ]
-        if names:
-            # lock_timeout: a test that leaked an open transaction makes this fail loudly, not hang.
-            conn.execute(text("SET LOCAL lock_timeout = '15s'"))
-            conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
-
-
 @pytest.fixture(
     params=[pytest.param("sqlite", id="sqlite"),
             pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
@@ -173,7 +91,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(template, path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("_pg_migrated_url")
-    _truncate_all(url)
+    truncate_all(url)
     return url
 
 
@@ -256,7 +174,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             if proc.poll() is not None:
                 pytest.fail(f"weed mini exited with {proc.returncode}:\n"
                             f"{(root / 'weed.log').read_text()[-3000:]}", pytrace=False)
-            if _port_open("127.0.0.1", ports["s3.port"]):
+            if port_open("127.0.0.1", ports["s3.port"]):
                 try:
                     probe = f"ready-{uuid.uuid4().hex[:8]}"
                     client.make_bucket(probe)  # a write proves the filer and volume are up too
@@ -281,7 +199,7 @@ _REDIS_LOCK_KEY = "bunko-test-session-lock"
 
 
 def _ensure_redis() -> None:
-    if _port_open(REDIS_HOST, REDIS_PORT):
+    if port_open(REDIS_HOST, REDIS_PORT):
         return
     out = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -291,7 +209,7 @@ def _ensure_redis() -> None:
             capture_output=True, text=True, timeout=30, check=False,
         )
         out = proc.stdout + proc.stderr
-    if not _wait_port(REDIS_HOST, REDIS_PORT, 15):
+    if not wait_port(REDIS_HOST, REDIS_PORT, 15):
         pytest.fail(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT} and could not be started: "
                     f"{out.strip()}", pytrace=False)
 
@@ -366,8 +284,8 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Any]:
-    """Starts real subprocesses (see ``tests/helpers/procs.py``); kills leftovers at teardown."""
-    from tests.helpers.procs import Processes
+    """Starts real subprocesses (see ``tests/support/procs.py``); kills leftovers at teardown."""
+    from tests.support.procs import Processes
 
     group = Processes(tmp_path / "proc-logs")
     try:

@@ -2,7 +2,7 @@
 
     python -m tests.e2e.kmock_server --port 6443 --kubeconfig /tmp/run/kubeconfig
 
-On top of what ``tests.operator_support.cluster.Emulator`` fills in (uid, resourceVersion,
+On top of what ``tests.support.kube_cluster.Emulator`` fills in (uid, resourceVersion,
 creationTimestamp, namespace, optimistic concurrency), this server does what the real API server
 does for ``kubectl``:
 
@@ -34,7 +34,7 @@ import aiohttp.web
 import kmock
 import yaml
 
-from tests.operator_support.cluster import Emulator
+from tests.support.kube_cluster import Emulator
 
 CRD_RESOURCE = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 STATIC = {("ray.io", "v1", "rayservices"): ("RayService", "rayservice", ["rayservice"])}

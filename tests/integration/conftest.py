@@ -70,7 +70,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fake Kubernetes API (kmock) with Bunko's CRDs, and the kubeconfig pointing at it."""
     from kubernetes.config import kube_config
 
-    from tests.operator_support.cluster import FakeCluster
+    from tests.support.kube_cluster import FakeCluster
 
     fake = FakeCluster(tmp_path).start()
     # The kubernetes client reads this at import time; kopf's login goes through it.
@@ -92,3 +92,12 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = make_tiny_llm(tmp_path_factory.mktemp("llm") / "tiny-qwen")
     with run_llm_server(model, served_model_name="tiny-qwen", startup_timeout_s=180) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def serve_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real local Ray cluster with Bunko's four Serve applications (``tests/support/ray_serve.py``),
+    started by the first module that asks and stopped after the last one."""
+    from tests.support.ray_serve import shared_cluster  # Ray loads only for the modules that use it
+
+    yield from shared_cluster(request, tmp_path_factory)

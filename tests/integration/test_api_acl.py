@@ -7,7 +7,7 @@ import pytest
 
 from bunko.access import can_read_document
 from bunko.domain import Principal
-from tests.integration.api_support import make_pdf, open_api, wait_for_status
+from tests.support.api import make_pdf, open_api, wait_for_status
 
 # (owner, visibility, allowed_roles)
 DOCS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bunko.api.testing import PASSWORD
-from tests.integration.api_support import KINDS, open_api
+from tests.support.api import KINDS, open_api
+from tests.support.api_users import PASSWORD
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -108,7 +108,7 @@ def test_logout_without_the_refresh_token_still_ends_the_session(api):
 def test_a_disabled_or_demoted_user_loses_their_rights_at_once(api, tmp_path):
     """Finding 15.1: with the *old* access token, a disabled admin still created an admin user and
     read the audit log, and a demoted power_user still uploaded."""
-    from tests.integration.api_support import make_pdf
+    from tests.support.api import make_pdf
 
     root = api.add_user("root15", "admin")
     erin = api.add_user("erin15", "admin")

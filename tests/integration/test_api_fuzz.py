@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.integration.api_support import make_pdf, open_api
+from tests.support.api import make_pdf, open_api
 
 FUZZ_EXAMPLES = 12
 CASES: Counter[str] = Counter()

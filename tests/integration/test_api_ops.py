@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tests.conftest import free_port
-from tests.integration.api_support import KINDS, open_api
+from bunko.testing.servers import free_port
+from tests.support.api import KINDS, open_api
 
 SEED_METRICS = ["http_requests_total", "http_request_duration_seconds", "rag_queries_total",
                 "rag_query_duration_seconds", "ocr_duration_seconds", "embedding_duration_seconds",

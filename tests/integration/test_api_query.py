@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.integration.api_support import KINDS, make_pdf, open_api, wait_for_status
+from tests.support.api import KINDS, make_pdf, open_api, wait_for_status
 
 SECRET = "秘密の合言葉はサクラモチです。"
 PUBLIC = "文庫の開館時間は午前九時から午後五時までです。"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.api_support import KINDS, open_api
+from tests.support.api import KINDS, open_api
 
 WINDOW_S = 6
 

@@ -10,8 +10,8 @@ import itertools
 
 import pytest
 
-from bunko.api.testing import ROLES
-from tests.integration.api_support import KINDS, make_pdf, open_api, wait_for_status
+from tests.support.api import KINDS, make_pdf, open_api, wait_for_status
+from tests.support.api_users import ROLES
 
 _counter = itertools.count()
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from bunko.samples import make_born_digital, make_encrypted, make_no_pages
 from bunko.store.db import Document, Job
-from tests.integration.api_support import KINDS, make_pdf, open_api
+from tests.support.api import KINDS, make_pdf, open_api
 
 MAX_BYTES = 400_000
 

@@ -12,10 +12,10 @@ from bunko.ingest.extract import extract_document
 from bunko.ingest.pdf import SandboxedPdf
 from bunko.ingest.sandbox import Sandbox
 from bunko.settings import Settings
-from tests.helpers.sandbox_calls import allocate as _allocate
-from tests.helpers.sandbox_calls import allocates_after, fails_after, page_item, slow_items, stalls_after
-from tests.helpers.sandbox_calls import pid as _pid
-from tests.helpers.sandbox_calls import sleep as _sleep
+from tests.support.sandbox_calls import allocate as _allocate
+from tests.support.sandbox_calls import allocates_after, fails_after, page_item, slow_items, stalls_after
+from tests.support.sandbox_calls import pid as _pid
+from tests.support.sandbox_calls import sleep as _sleep
 
 SANDBOX_MB = 512
 

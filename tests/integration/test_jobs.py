@@ -13,7 +13,7 @@ from bunko.errors import Conflict, CorruptPdf, OcrFailed, StoreUnavailable
 from bunko.ingest import jobs
 from bunko.ingest.worker import LeaseLost, WorkerStopping, run_worker
 from bunko.store.db import Collection, Document, Job, session_scope, utcnow
-from tests.helpers.procs import settings_env
+from tests.support.procs import settings_env
 
 
 def _add_documents(db_url, n, *, with_jobs=True):
@@ -132,13 +132,13 @@ def test_concurrent_thread_claimers_never_share_a_job(db_url):
 @pytest.mark.slow
 def test_two_processes_never_claim_the_same_job(_pg_migrated_url, procs, tmp_path):
     db_url = _pg_migrated_url
-    from tests.conftest import _truncate_all
+    from tests.support.databases import truncate_all
 
-    _truncate_all(db_url)
+    truncate_all(db_url)
     n = 60
     _add_documents(db_url, n)
     go = tmp_path / "go"
-    claimers = [procs.start_python_module("tests.helpers.claimer", db_url, f"p{i}", str(go))
+    claimers = [procs.start_python_module("tests.support.claimer", db_url, f"p{i}", str(go))
                 for i in range(2)]
     for c in claimers:
         c.wait_for(lambda c=c: "ready" in c.output(), timeout=30, what="claimer ready")
@@ -150,7 +150,7 @@ def test_two_processes_never_claim_the_same_job(_pg_migrated_url, procs, tmp_pat
     all_ids = per_proc[0] + per_proc[1]
     assert len(all_ids) == n and len(set(all_ids)) == n
     assert not set(per_proc[0]) & set(per_proc[1])
-    _truncate_all(db_url)
+    truncate_all(db_url)
 
 
 def test_expired_lease_is_reclaimed(db_url):
@@ -398,13 +398,13 @@ def test_sigkilled_worker_job_is_completed_by_a_second_worker(db_url, settings_f
     markers = tmp_path / "markers"
     markers.mkdir()
     env = {**settings_env(settings), "TEST_MARKER_DIR": str(markers), "TEST_SLEEP_S": "30"}
-    first = procs.start_python_module("tests.helpers.sleepy_worker", env=env, name="first")
+    first = procs.start_python_module("tests.support.sleepy_worker", env=env, name="first")
     first.wait_for(lambda: list(markers.glob(f"started-{doc_id}-*")), timeout=60, what="job start")
     assert _job(db_url, doc_id).lease_owner is not None
     first.kill()
 
     # Started at once: it polls until the dead worker's lease runs out, then takes the job over.
-    second = procs.start_python_module("tests.helpers.sleepy_worker",
+    second = procs.start_python_module("tests.support.sleepy_worker",
                                        env={**env, "TEST_SLEEP_S": "0.2"}, name="second")
     second.wait_for(lambda: _job(db_url, doc_id).status == "done", timeout=60,
                     what="the second worker to finish the job")
@@ -422,7 +422,7 @@ def test_sigterm_releases_the_job_and_exits(db_url, settings_factory, procs, tmp
     markers = tmp_path / "markers"
     markers.mkdir()
     env = {**settings_env(settings), "TEST_MARKER_DIR": str(markers), "TEST_SLEEP_S": "60"}
-    w = procs.start_python_module("tests.helpers.sleepy_worker", env=env)
+    w = procs.start_python_module("tests.support.sleepy_worker", env=env)
     w.wait_for(lambda: list(markers.glob("started-*")), timeout=60, what="job start")
     assert w.terminate(timeout=30) == 0
     row = _job(db_url, doc_id)

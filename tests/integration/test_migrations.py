@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from bunko.store.db import alembic_config, get_engine, migrate
-from tests.conftest import _create_pg_database, _drop_pg_database
+from tests.support.databases import create_pg_database, drop_pg_database
 
 
 @pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
@@ -21,9 +21,9 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'bunko.db'}"
         return
-    name, url = _create_pg_database("bunko_mig")
+    name, url = create_pg_database("bunko_mig")
     yield url
-    _drop_pg_database(name, url)
+    drop_pg_database(name, url)
 
 
 def test_the_migrations_build_exactly_what_the_models_declare(empty_url):

@@ -22,7 +22,7 @@ import pytest
 from bunko.errors import ModelUnavailable
 from bunko.generate.openai_client import LlmRequestRejected, OpenAIChatClient
 from bunko.models.base import ChatMessage
-from tests.conftest import free_port
+from bunko.testing.servers import free_port
 
 pytestmark = pytest.mark.slow
 

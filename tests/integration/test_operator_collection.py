@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from bunko.operator import collection
 from bunko.store.db import Collection, Document
-from tests.operator_support.cluster import wait_for
-from tests.operator_support.fixtures import example, operator_running
+from tests.support.kube_cluster import wait_for
+from tests.support.operator import example, operator_running
 
 
 def _condition(obj, type_):

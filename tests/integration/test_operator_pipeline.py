@@ -7,8 +7,8 @@ import time
 
 import yaml
 
-from tests.operator_support.cluster import wait_for
-from tests.operator_support.fixtures import example, operator_running
+from tests.support.kube_cluster import wait_for
+from tests.support.operator import example, operator_running
 
 
 def _condition(obj, type_):

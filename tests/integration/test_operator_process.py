@@ -8,9 +8,9 @@ import sys
 
 import httpx
 
-from tests.conftest import free_port
-from tests.operator_support.cluster import wait_for
-from tests.operator_support.fixtures import example
+from bunko.testing.servers import free_port
+from tests.support.kube_cluster import wait_for
+from tests.support.operator import example
 
 
 def test_operator_process_serves_liveness_and_metrics(cluster, tmp_path):

@@ -9,11 +9,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bunko.store.db import migrate
-from tests.conftest import _create_pg_database, _drop_pg_database, _pg_admin_conninfo
+from tests.support.databases import create_pg_database, drop_pg_database, pg_admin_conninfo
 
 
 def _connections(database: str) -> int:
-    with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
+    with psycopg.connect(pg_admin_conninfo(), autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchone()
     return int(row[0]) if row else 0
 
@@ -21,9 +21,9 @@ def _connections(database: str) -> int:
 @pytest.fixture
 def own_pg_url():
     """A database of this test's own: nobody else's pool counts in pg_stat_activity."""
-    name, url = _create_pg_database("bunko_close")
+    name, url = create_pg_database("bunko_close")
     yield url
-    _drop_pg_database(name, url)
+    drop_pg_database(name, url)
 
 
 @pytest.mark.postgres

@@ -1,6 +1,6 @@
 """The whole pipeline against Ray Serve: a real ingest and a real query with every model over HTTP.
 
-The cluster (``tests/integration/ray_fixtures.py``, shared with ``test_serving_ray.py``) serves the
+The cluster (fixture ``serve_cluster``, ``tests/support/ray_serve.py``, shared with ``test_serving_ray.py``) serves the
 tiny test-made embedder (Llama, last-token pooling, dim 32), reranker and Qwen2 LLM, and rapidocr.
 The Runtime here is configured only by settings, as a worker pod would be: ``model_endpoint`` is
 Serve's URL (so OCR, embedding and reranking all run there), ``llm_url`` its OpenAI route, ``reranker_model`` set. No
@@ -38,12 +38,9 @@ from bunko.ingest.worker import run_worker
 from bunko.qa import ask_stream
 from bunko.store.db import Chunk, Document, Job
 from bunko.store.keys import ocr_cache_prefix
-from tests.integration import ray_fixtures
-from tests.integration.ray_fixtures import LLM_NAME
+from tests.support.ray_serve import LLM_NAME
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-serve_cluster = ray_fixtures.serve_cluster  # the cluster shared with the other Serve test module
 
 ALICE = Principal(user_id="alice", role="user")
 QUESTION = "2025年度の売上高はいくらですか？"

@@ -1,6 +1,6 @@
 """All four Bunko Serve applications on one real local Ray cluster, driven over HTTP.
 
-One cluster, shared with ``test_serve_pipeline.py`` (``tests/integration/ray_fixtures.py``):
+One cluster, shared with ``test_serve_pipeline.py`` (the ``serve_cluster`` fixture, ``tests/support/ray_serve.py``):
 ``ray.init`` (2 CPUs, no dashboard, loopback only) + ``serve.start`` on a free port, then every
 application of the config ``build_serve_config`` writes is built from its ``import_path`` and
 ``args`` and deployed (``serve.run_many``) under its ``route_prefix``. The models are the tiny
@@ -19,11 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 from bunko.errors import InvalidInput
 from bunko.models.base import ChatMessage
 from bunko.models.http import HttpEmbedder, HttpOcrEngine, HttpReranker
-from tests.integration import ray_fixtures
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-serve_cluster = ray_fixtures.serve_cluster  # the cluster shared with the other Serve test module
 
 FONT = "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf"
 LINES = ["文庫は日本語の文書を読みます。", "決算報告書の第十二頁を参照。"]

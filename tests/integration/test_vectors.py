@@ -11,8 +11,8 @@ import pytest
 
 from bunko.errors import StoreUnavailable
 from bunko.store.vectors import VectorRow, VectorStore
+from bunko.testing.servers import free_port
 from bunko.text.tokenize import index_tokens, query_tokens
-from tests.conftest import free_port
 
 DIM = 16
 

@@ -89,3 +89,10 @@ def test_an_installed_wheel_imports_and_reads_its_data_without_the_source_tree(w
     assert all(f.startswith(str(target)) for f in seen["files"]), seen
     assert seen["crd"] == "Pipeline"
     assert seen["web"] == str(target / "bunko" / "api" / "static")
+
+
+def test_unit_tests_need_no_ray():
+    # `make test-fast` runs tests/unit without Ray; a test that needs it belongs in tests/integration.
+    for path in (ROOT / "tests" / "unit").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "import ray" not in text and "from ray" not in text, path.name

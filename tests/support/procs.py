@@ -6,7 +6,7 @@ failing assertion can show what the process said.
 
     def test_x(procs, settings_factory, db_url):
         settings = settings_factory(database_url=db_url, job_lease_s=1)
-        w = procs.start_python_module("tests.helpers.sleepy_worker", env=settings_env(settings))
+        w = procs.start_python_module("tests.support.sleepy_worker", env=settings_env(settings))
         w.wait_for(lambda: marker.exists(), timeout=20, what="the worker to start the job")
         w.kill()  # SIGKILL
 """
@@ -116,7 +116,7 @@ class Processes:
         full_env.update(env or {})
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         # Never put the repository root on PYTHONPATH: its `operator/` folder would shadow the
-        # standard library's `operator` during interpreter start-up. `python -m tests.helpers.x`
+        # standard library's `operator` during interpreter start-up. `python -m tests.support.x`
         # with cwd = the repository root finds the test helpers; `bunko` is installed (editable).
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name or Path(argv[0]).name}-{len(self.started)}.log"

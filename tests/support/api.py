@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from bunko.api.testing import ApiHarness
 from bunko.settings import Settings
-from tests.conftest import _create_pg_database, _drop_pg_database
+from tests.support.api_users import ApiHarness
+from tests.support.databases import create_pg_database, drop_pg_database
 
 KINDS = [
     pytest.param("embedded", id="embedded"),
@@ -34,7 +34,7 @@ def make_settings(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     values: dict[str, Any] = {"data_dir": data_dir}
     db_name = None
     if kind == "cluster":
-        db_name, url = _create_pg_database("bunko_api")
+        db_name, url = create_pg_database("bunko_api")
         s3 = request.getfixturevalue("s3_server")
         values.update(database_url=url, cache_url=request.getfixturevalue("redis_url"),
                       mode="production", jwt_secret=secrets.token_hex(32), **s3.settings_overrides())
@@ -55,7 +55,7 @@ def open_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             yield harness
     finally:
         if db_name:
-            _drop_pg_database(db_name, settings.database_url)
+            drop_pg_database(db_name, settings.database_url)
 
 
 def make_pdf(path, *lines: str):

@@ -1,7 +1,7 @@
 """One real local Ray cluster with Bunko's four Serve applications, shared by the modules that use it.
 
-Bind the fixture in a test module: ``serve_cluster = ray_fixtures.serve_cluster``.
-Pytest makes one fixture instance per importing module, so the cluster itself is a process-wide
+The fixture ``serve_cluster`` (``tests/integration/conftest.py``) is module-scoped: pytest makes
+one instance per module that uses it, so the cluster itself is a process-wide
 singleton: the first module that asks starts it, and it is stopped when the last module that asks
 for it has finished (looked up in the session's collected items), so the ~2.3 GB of Ray + Serve is
 not held through unrelated tests and the ~30 s start is paid once.
@@ -128,10 +128,10 @@ def _needed_later(request: pytest.FixtureRequest) -> bool:
     return any(FIXTURE in getattr(item, "fixturenames", ()) for item in items[mine[-1] + 1 :])
 
 
-@pytest.fixture(scope="module")
-def serve_cluster(
+def shared_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeCluster]:
+    """The body of the ``serve_cluster`` fixture: the running cluster, started on first use."""
     global _cluster
     if _cluster is None:
         _cluster = _start(tmp_path_factory.mktemp("serve-models"))

@@ -1,4 +1,4 @@
-"""Claims jobs as fast as it can and prints each claimed id: ``python -m tests.helpers.claimer URL WORKER``.
+"""Claims jobs as fast as it can and prints each claimed id: ``python -m tests.support.claimer URL WORKER``.
 
 Used to show that two processes never get the same job. Waits for a ``go`` file (argv[3]) first so
 both processes start claiming at the same moment.
