@@ -65,13 +65,15 @@ KINDS = ["definition", "procedure", "table", "numeric", "negation", "multi_page"
 def extract(pdf: Path, cache: Path, *, ocr: bool) -> list[PageText]:
     """Bunko's own extraction of ``pdf`` (cached by file hash: OCR of the scans takes minutes)."""
     # The file and the code that reads it: a change to the extraction or OCR is a new entry.
-    import bunko.ingest.pdf
+    import bunko.ingest.pdf_child
+    import bunko.ingest.pdf_layout
     import bunko.models.ocr
     from bunko.ingest.extract import extract_document
     from bunko.models.ocr import load_ocr_engines
     from bunko.settings import get_settings
 
-    code = b"".join(Path(m.__file__ or "").read_bytes() for m in (bunko.ingest.pdf, bunko.models.ocr))
+    readers = (bunko.ingest.pdf_child, bunko.ingest.pdf_layout, bunko.models.ocr)
+    code = b"".join(Path(m.__file__ or "").read_bytes() for m in readers)
     digest = hashlib.sha256(pdf.read_bytes() + code).hexdigest()[:16]
     key = cache / f"pages-{pdf.stem}-{digest}.pkl"
     if key.exists():

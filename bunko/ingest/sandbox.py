@@ -297,7 +297,7 @@ def run_sandboxed(
 
 if __name__ == "__main__":
     # The child: argv = [fd of its end of the socket pair, memory cap in MB].
-    import bunko.ingest.pdf  # noqa: F401  (loaded before the memory cap applies)
+    import bunko.ingest.pdf_child  # noqa: F401  (loaded before the memory cap applies)
 
     _child_main(multiprocessing.connection.Connection(int(sys.argv[1])), int(sys.argv[2]))
     # Nothing here needs an orderly interpreter shutdown (which, closing pdfium and tearing down

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from bunko.errors import DocumentTooLarge, EmptyPdf, NotAPdf, TooManyPages
-from bunko.ingest.pdf import DocInfo, child_open
+from bunko.ingest.pdf_child import DocInfo, child_open
 from bunko.ingest.sandbox import run_sandboxed
 from bunko.ingest.types import PdfInfo
 from bunko.settings import Settings
