@@ -190,7 +190,7 @@ def _process_with_progress(rt: Any, submitted: list[tuple[str, str]]) -> None:
 
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(rt.settings, make_processor(rt)),
-                              kwargs={"stop": stop, "worker_id": "cli"}, daemon=True)
+                              kwargs={"stop": stop, "worker_id": "cli", "sessions": rt.sessions}, daemon=True)
     worker.start()
     failed = 0
     try:
@@ -231,7 +231,7 @@ def worker(once: Annotated[bool, typer.Option(help="exit when the queue is empty
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rt = _runtime()
     with _errors():
-        run_worker(rt.settings, make_processor(rt), once=once)
+        run_worker(rt.settings, make_processor(rt), once=once, sessions=rt.sessions)
 
 
 @app.command()
@@ -243,7 +243,6 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="print the response record as JSON")] = False,
 ) -> None:
     """Answer a question over the ingested documents, with page-level citations."""
-    from dataclasses import asdict
 
     from bunko.qa import ask as qa_ask
     from bunko.qa import ask_stream
@@ -261,7 +260,7 @@ def ask(
             console.print()
             _print_sources(answer)
             return
-        result = asdict(qa_ask(rt, question, principal=principal, collection=collection))
+        result = qa_ask(rt, question, principal=principal, collection=collection).to_dict()
     if as_json:
         sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     else:

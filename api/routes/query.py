@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any, cast
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
@@ -34,7 +33,7 @@ from bunko.api.errors import public_error
 from bunko.api.routes.collections import readable_collection
 from bunko.api.schemas import AnswerOut, QueryFiltersIn, QueryRequest
 from bunko.errors import AuthenticationError, BunkoError, PermissionDenied
-from bunko.retrieve.types import Answer, QueryFilters
+from bunko.retrieve.types import QueryFilters
 from bunko.runtime import Runtime
 
 router = APIRouter(tags=["query"])
@@ -50,10 +49,6 @@ def to_filters(f: QueryFiltersIn | None) -> QueryFilters | None:
                         date_to=f.date_to)
 
 
-def answer_dict(answer: Answer) -> dict[str, Any]:
-    return asdict(answer)
-
-
 def observe_answer(rt: Runtime, user: CurrentUser, ip: str, answer: dict[str, Any], collection: str) -> None:
     # rag_queries_total and the stage timings are counted by bunko.qa itself.
     audit.record(rt, "query", actor=user.id, target=str(answer.get("query_id", "")), defer=True,
@@ -64,12 +59,12 @@ def observe_answer(rt: Runtime, user: CurrentUser, ip: str, answer: dict[str, An
 def run_query(rt: Runtime, user: CurrentUser, body: QueryRequest, ip: str) -> AnswerOut:
     from bunko import qa
 
+    # The collection is looked up and authorised once, here; qa takes the row.
     coll = readable_collection(rt, user, body.collection)
-    answer = qa.ask(rt, body.question, principal=user.principal, collection=coll.name,
-                    filters=to_filters(body.filters), use_cache=body.use_cache)
-    out = answer_dict(answer)
-    observe_answer(rt, user, ip, out, coll.name)
-    return AnswerOut.model_validate(out)
+    answer = qa.ask(rt, body.question, principal=user.principal, collection=coll,
+                    filters=to_filters(body.filters), use_cache=body.use_cache).to_dict()
+    observe_answer(rt, user, ip, answer, coll.name)
+    return AnswerOut.model_validate(answer)
 
 
 def start_stream(rt: Runtime, user: CurrentUser, body: QueryRequest) -> tuple[str, Iterator[dict[str, Any]]]:
@@ -77,7 +72,7 @@ def start_stream(rt: Runtime, user: CurrentUser, body: QueryRequest) -> tuple[st
     from bunko import qa
 
     coll = readable_collection(rt, user, body.collection)
-    events = qa.ask_stream(rt, body.question, principal=user.principal, collection=coll.name,
+    events = qa.ask_stream(rt, body.question, principal=user.principal, collection=coll,
                            filters=to_filters(body.filters), use_cache=body.use_cache)
     return coll.name, cast(Iterator[dict[str, Any]], events)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass
@@ -42,3 +43,13 @@ class Answer:
     mode: str
     reranked: bool = False
     cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as JSON-ready data: the query cache, the streamed ``done`` event, the CLI."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        fields = dict(data)
+        fields["sources"] = [Source(**s) for s in fields.get("sources", [])]
+        return cls(**fields)
