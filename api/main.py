@@ -107,7 +107,8 @@ def _start_worker(rt: object, stop: threading.Event) -> threading.Thread:
     assert isinstance(rt, Runtime)
     thread = threading.Thread(
         target=run_worker, args=(rt.settings, make_processor(rt)),
-        kwargs={"stop": stop, "worker_id": f"api-{os.getpid()}"}, name="bunko-worker", daemon=True,
+        kwargs={"stop": stop, "worker_id": f"api-{os.getpid()}", "sessions": rt.sessions},
+        name="bunko-worker", daemon=True,
     )
     thread.start()
     return thread

@@ -23,12 +23,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Engine, case, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from bunko.domain import DocumentStatus, JobStatus
 from bunko.errors import Conflict
-from bunko.store.db import Document, Job, get_engine, session_scope, utcnow
+from bunko.store.db import Document, Job, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,18 @@ class ClaimedJob:
     attempts: int  # including this one
     worker_id: str
     lease_expires_at: datetime
+
+
+# The caller's session factory (``Runtime.sessions``, or one the worker makes from its settings):
+# the queue uses the same engine and pool as everything else in the process.
+Sessions = sessionmaker[Session]
+
+
+def _engine(sessions: Sessions) -> Engine:
+    """The engine behind ``sessions``, for the statements that need a bare connection."""
+    bind = sessions.kw["bind"]
+    assert isinstance(bind, Engine)
+    return bind
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -97,7 +109,7 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
 
 
 def claim(
-    db_url: str, worker_id: str, lease_s: float, *, max_attempts: int | None = None
+    sessions: Sessions, worker_id: str, lease_s: float, *, max_attempts: int | None = None
 ) -> ClaimedJob | None:
     """Take the oldest ready job (or one whose worker died), or None if there is none.
 
@@ -105,22 +117,22 @@ def claim(
     kills workers, e.g. by memory) is marked ``failed`` instead of being handed out again forever.
     """
     while True:
-        if get_engine(db_url).dialect.name == "postgresql":
-            job = _claim_skip_locked(db_url, worker_id, lease_s)
+        if _engine(sessions).dialect.name == "postgresql":
+            job = _claim_skip_locked(sessions, worker_id, lease_s)
         else:
-            job = _claim_compare_and_set(db_url, worker_id, lease_s)
+            job = _claim_compare_and_set(sessions, worker_id, lease_s)
         if job is None:
             return None
         if max_attempts is not None and job.attempts > max_attempts:
-            _fail_worker_lost(db_url, job, max_attempts)
+            _fail_worker_lost(sessions, job, max_attempts)
             continue
         return job
 
 
-def _claim_skip_locked(db_url: str, worker_id: str, lease_s: float) -> ClaimedJob | None:
+def _claim_skip_locked(sessions: Sessions, worker_id: str, lease_s: float) -> ClaimedJob | None:
     now = utcnow()
     expires = now + timedelta(seconds=lease_s)
-    with session_scope(db_url) as s:
+    with sessions.begin() as s:
         job = s.scalars(
             select(Job).where(_claimable(now)).order_by(Job.run_after, Job.id).limit(1)
             .with_for_update(skip_locked=True)
@@ -135,8 +147,8 @@ def _claim_skip_locked(db_url: str, worker_id: str, lease_s: float) -> ClaimedJo
         return ClaimedJob(job.id, job.document_id, job.kind, job.attempts, worker_id, expires)
 
 
-def _claim_compare_and_set(db_url: str, worker_id: str, lease_s: float) -> ClaimedJob | None:
-    engine = get_engine(db_url)
+def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -> ClaimedJob | None:
+    engine = _engine(sessions)
     for _ in range(_SQLITE_CAS_TRIES):
         now = utcnow()
         expires = now + timedelta(seconds=lease_s)
@@ -162,12 +174,12 @@ def _claim_compare_and_set(db_url: str, worker_id: str, lease_s: float) -> Claim
     return None
 
 
-def _fail_worker_lost(db_url: str, job: ClaimedJob, max_attempts: int) -> None:
+def _fail_worker_lost(sessions: Sessions, job: ClaimedJob, max_attempts: int) -> None:
     message = (f"the worker processing this document stopped (killed or crashed) on each of "
                f"{max_attempts} attempts; it may exceed the worker's memory or time limits")
     log.error("job.failed job=%s document=%s reason=worker_lost attempts=%s",
               job.id, job.document_id, max_attempts)
-    with session_scope(db_url) as s:
+    with sessions.begin() as s:
         result = s.execute(
             update(Job).where(Job.id == job.id, Job.lease_owner == job.worker_id,
                               Job.status == JobStatus.running.value)
@@ -178,10 +190,10 @@ def _fail_worker_lost(db_url: str, job: ClaimedJob, max_attempts: int) -> None:
             _set_document_failed(s, job.document_id, message, "worker_lost")
 
 
-def heartbeat(db_url: str, job_id: int, worker_id: str, lease_s: float) -> bool:
+def heartbeat(sessions: Sessions, job_id: int, worker_id: str, lease_s: float) -> bool:
     """Extend the lease. False means the lease was lost (another worker has the job): abandon it."""
     now = utcnow()
-    with get_engine(db_url).begin() as conn:
+    with _engine(sessions).begin() as conn:
         result = conn.execute(
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == JobStatus.running.value)
@@ -190,10 +202,10 @@ def heartbeat(db_url: str, job_id: int, worker_id: str, lease_s: float) -> bool:
     return result.rowcount == 1
 
 
-def complete(db_url: str, job_id: int, worker_id: str) -> bool:
+def complete(sessions: Sessions, job_id: int, worker_id: str) -> bool:
     """Mark the job done. False if the lease had been lost (the other holder will finish it)."""
     now = utcnow()
-    with get_engine(db_url).begin() as conn:
+    with _engine(sessions).begin() as conn:
         result = conn.execute(
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == JobStatus.running.value)
@@ -203,10 +215,10 @@ def complete(db_url: str, job_id: int, worker_id: str) -> bool:
     return result.rowcount == 1
 
 
-def release(db_url: str, job_id: int, worker_id: str) -> bool:
+def release(sessions: Sessions, job_id: int, worker_id: str) -> bool:
     """Give the job back untouched (worker shutting down): queued again at once, attempt not counted."""
     now = utcnow()
-    with get_engine(db_url).begin() as conn:
+    with _engine(sessions).begin() as conn:
         result = conn.execute(
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == JobStatus.running.value)
@@ -217,12 +229,12 @@ def release(db_url: str, job_id: int, worker_id: str) -> bool:
     return result.rowcount == 1
 
 
-def defer(db_url: str, job_id: int, worker_id: str, error: str, *, delay_s: float) -> bool:
+def defer(sessions: Sessions, job_id: int, worker_id: str, error: str, *, delay_s: float) -> bool:
     """A dependency is down (a store, the model service): queue the job again after ``delay_s``
     without counting the attempt. An outage, however long, must not turn good documents into failed
     ones; they wait, and the reason is visible on the document."""
     now = utcnow()
-    with session_scope(db_url) as s:
+    with sessions.begin() as s:
         result = s.execute(
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == worker_id, Job.status == JobStatus.running.value)
@@ -242,7 +254,7 @@ def defer(db_url: str, job_id: int, worker_id: str, error: str, *, delay_s: floa
 
 
 def fail(
-    db_url: str,
+    sessions: Sessions,
     job_id: int,
     worker_id: str,
     error: str,
@@ -260,7 +272,7 @@ def fail(
     nothing changes (the new holder owns the job) and False is returned.
     """
     now = utcnow()
-    with session_scope(db_url) as s:
+    with sessions.begin() as s:
         job = s.scalars(
             select(Job).where(Job.id == job_id, Job.lease_owner == worker_id,
                               Job.status == JobStatus.running.value).with_for_update()

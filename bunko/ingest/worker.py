@@ -32,6 +32,7 @@ from bunko.errors import BunkoError, DuplicateDocument, InvalidDocument, Invalid
 from bunko.ingest import jobs
 from bunko.ingest.types import Heartbeat
 from bunko.settings import Settings
+from bunko.store.db import session_factory
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ def _event(level: int, event: str, **fields: Any) -> None:
 class _Lease:
     """Keeps one job's lease alive from a background thread and answers ``heartbeat()`` calls."""
 
-    def __init__(self, db_url: str, job: jobs.ClaimedJob, lease_s: float, stop: threading.Event) -> None:
-        self.db_url, self.job, self.lease_s, self.stop = db_url, job, lease_s, stop
+    def __init__(self, sessions: jobs.Sessions, job: jobs.ClaimedJob, lease_s: float, stop: threading.Event) -> None:
+        self.sessions, self.job, self.lease_s, self.stop = sessions, job, lease_s, stop
         self.lost = False
         self._last_renewal = time.monotonic()
         self._done = threading.Event()
@@ -88,7 +89,7 @@ class _Lease:
             if self.lost:
                 return False
             try:
-                ok = jobs.heartbeat(self.db_url, self.job.id, self.job.worker_id, self.lease_s)
+                ok = jobs.heartbeat(self.sessions, self.job.id, self.job.worker_id, self.lease_s)
             except SQLAlchemyError as e:
                 # The database is briefly unreachable: keep working; if the lease expires and
                 # someone takes the job over, the next renewal says so.
@@ -124,13 +125,17 @@ def run_worker(
     stop: threading.Event | None = None,
     once: bool = False,
     drain: bool = False,
+    sessions: jobs.Sessions | None = None,
 ) -> int:
     """Process jobs until ``stop`` is set (or SIGTERM). Returns the number of jobs handled.
+
+    ``sessions``: the process's session factory (``Runtime.sessions``); by default one for
+    ``settings``' database.
 
     ``once``: handle at most one job, then return (returns at once if none is ready).
     ``drain``: return as soon as no job is ready (delayed retries still in backoff are not waited for).
     """
-    db_url = settings.resolved_database_url
+    sessions = sessions or session_factory(settings.resolved_database_url)
     worker_id = worker_id or default_worker_id()
     stop = stop or threading.Event()
     restore = _install_sigterm(stop)
@@ -139,7 +144,7 @@ def run_worker(
     try:
         while not stop.is_set():
             try:
-                job = jobs.claim(db_url, worker_id, settings.job_lease_s,
+                job = jobs.claim(sessions, worker_id, settings.job_lease_s,
                                  max_attempts=settings.job_max_attempts)
             except SQLAlchemyError as e:
                 _event(logging.WARNING, "worker.claim_error", worker=worker_id, error=type(e).__name__)
@@ -151,7 +156,7 @@ def run_worker(
                 stop.wait(settings.worker_poll_s)
                 continue
             try:
-                _run_job(settings, db_url, job, process, stop)
+                _run_job(settings, sessions, job, process, stop)
             except SQLAlchemyError as e:
                 # The outcome could not be recorded; the lease runs out and the job is retried.
                 _event(logging.ERROR, "worker.record_error", worker=worker_id, job=job.id,
@@ -166,18 +171,18 @@ def run_worker(
     return handled
 
 
-def _run_job(settings: Settings, db_url: str, job: jobs.ClaimedJob, process: Process,
+def _run_job(settings: Settings, sessions: jobs.Sessions, job: jobs.ClaimedJob, process: Process,
              stop: threading.Event) -> None:
     fields = {"job": job.id, "document": job.document_id, "attempt": job.attempts, "worker": job.worker_id}
     _event(logging.INFO, "job.start", **fields)
     started = time.monotonic()
-    with _Lease(db_url, job, settings.job_lease_s, stop) as lease:
+    with _Lease(sessions, job, settings.job_lease_s, stop) as lease:
         try:
             process(job.document_id, lease.heartbeat)
         except BaseException as exc:
             # The pipeline may wrap our signals in its own errors; look down the cause chain.
             if _caused_by(exc, WorkerStopping):
-                released = jobs.release(db_url, job.id, job.worker_id)
+                released = jobs.release(sessions, job.id, job.worker_id)
                 _event(logging.INFO, "job.released", released=released, **fields)
                 return
             if lease.lost or _caused_by(exc, LeaseLost):
@@ -187,15 +192,15 @@ def _run_job(settings: Settings, db_url: str, job: jobs.ClaimedJob, process: Pro
                 raise
             if not isinstance(exc, Exception):
                 # KeyboardInterrupt / SystemExit: give the job back, then let the interpreter stop.
-                jobs.release(db_url, job.id, job.worker_id)
+                jobs.release(sessions, job.id, job.worker_id)
                 _event(logging.INFO, "job.released", reason=type(exc).__name__, **fields)
                 raise
-            _record_failure(settings, db_url, job, exc, fields)
+            _record_failure(settings, sessions, job, exc, fields)
             return
     if lease.lost:
         _event(logging.WARNING, "job.abandoned", reason="lease_lost_after_finish", **fields)
         return
-    done = jobs.complete(db_url, job.id, job.worker_id)
+    done = jobs.complete(sessions, job.id, job.worker_id)
     _event(logging.INFO, "job.done", recorded=done, seconds=round(time.monotonic() - started, 3), **fields)
 
 
@@ -210,12 +215,12 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
-def _record_failure(settings: Settings, db_url: str, job: jobs.ClaimedJob, exc: Exception,
+def _record_failure(settings: Settings, sessions: jobs.Sessions, job: jobs.ClaimedJob, exc: Exception,
                     fields: dict[str, Any]) -> None:
     permanent = is_permanent(exc)
     if isinstance(exc, Unavailable) and not permanent:
         delay = min(60.0, max(1.0, settings.job_backoff_s) * 4)
-        if jobs.defer(db_url, job.id, job.worker_id, exc.message, delay_s=delay):
+        if jobs.defer(sessions, job.id, job.worker_id, exc.message, delay_s=delay):
             _event(logging.WARNING, "job.deferred", code=exc.code, delay_s=delay,
                    error=repr(exc.message[:300]), **fields)
         return
@@ -224,7 +229,7 @@ def _record_failure(settings: Settings, db_url: str, job: jobs.ClaimedJob, exc: 
     else:
         message, code = f"internal error: {type(exc).__name__}: {exc}", "internal_error"
         log.exception("job.error job=%s document=%s", job.id, job.document_id)
-    retry = jobs.fail(db_url, job.id, job.worker_id, message, max_attempts=settings.job_max_attempts,
+    retry = jobs.fail(sessions, job.id, job.worker_id, message, max_attempts=settings.job_max_attempts,
                       backoff_s=settings.job_backoff_s, permanent=permanent, error_code=code)
     _event(logging.WARNING if retry else logging.ERROR, "job.retry" if retry else "job.failed",
            code=code, permanent=permanent, error=repr(message[:300]), **fields)

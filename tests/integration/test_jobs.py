@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from bunko.errors import Conflict, CorruptPdf, OcrFailed, StoreUnavailable
 from bunko.ingest import jobs
 from bunko.ingest.worker import LeaseLost, WorkerStopping, run_worker
-from bunko.store.db import Collection, Document, Job, session_scope, utcnow
+from bunko.store.db import Collection, Document, Job, session_factory, session_scope, utcnow
 from tests.support.procs import settings_env
 
 
@@ -35,7 +35,7 @@ def _add_documents(db_url, n, *, with_jobs=True):
 
 
 def _claim(db_url, worker, **kw):
-    job = jobs.claim(db_url, worker, lease_s=30, **kw)
+    job = jobs.claim(session_factory(db_url), worker, lease_s=30, **kw)
     assert job is not None, "expected a claimable job"
     return job
 
@@ -71,16 +71,16 @@ def test_enqueue_claim_complete(db_url):
         assert jobs.queue_depth(s) == 1
     job = _claim(db_url, "w1")
     assert job is not None and job.document_id == doc_id and job.attempts == 1 and job.kind == "ingest"
-    assert jobs.claim(db_url, "w2", lease_s=30) is None  # held under a live lease
+    assert jobs.claim(session_factory(db_url), "w2", lease_s=30) is None  # held under a live lease
     with session_scope(db_url) as s:
         assert jobs.queue_depth(s) == 0
         assert jobs.queue_counts(s)["running"] == 1
-    assert jobs.heartbeat(db_url, job.id, "w1", 30)
-    assert not jobs.heartbeat(db_url, job.id, "w2", 30)  # not the holder
-    assert jobs.complete(db_url, job.id, "w1")
+    assert jobs.heartbeat(session_factory(db_url), job.id, "w1", 30)
+    assert not jobs.heartbeat(session_factory(db_url), job.id, "w2", 30)  # not the holder
+    assert jobs.complete(session_factory(db_url), job.id, "w1")
     row = _job(db_url, doc_id)
     assert row.status == "done" and row.lease_owner is None
-    assert jobs.claim(db_url, "w1", lease_s=30) is None
+    assert jobs.claim(session_factory(db_url), "w1", lease_s=30) is None
 
 
 def test_enqueue_rolls_back_with_the_document(db_url):
@@ -112,9 +112,9 @@ def test_concurrent_thread_claimers_never_share_a_job(db_url):
     def worker(name):
         mine = got.setdefault(name, [])
         barrier.wait()
-        while (job := jobs.claim(db_url, name, lease_s=300)) is not None:
+        while (job := jobs.claim(session_factory(db_url), name, lease_s=300)) is not None:
             mine.append(job.id)
-            assert jobs.complete(db_url, job.id, name)
+            assert jobs.complete(session_factory(db_url), job.id, name)
 
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
     for t in threads:
@@ -160,10 +160,10 @@ def test_expired_lease_is_reclaimed(db_url):
     second = _claim(db_url, "w2")
     assert second is not None and second.id == first.id and second.attempts == 2
     # The dead worker, should it wake up, finds it lost the lease and cannot record anything.
-    assert not jobs.heartbeat(db_url, first.id, "dead-worker", 30)
-    assert not jobs.complete(db_url, first.id, "dead-worker")
-    assert not jobs.fail(db_url, first.id, "dead-worker", "x", max_attempts=3, backoff_s=0)
-    assert jobs.complete(db_url, second.id, "w2")
+    assert not jobs.heartbeat(session_factory(db_url), first.id, "dead-worker", 30)
+    assert not jobs.complete(session_factory(db_url), first.id, "dead-worker")
+    assert not jobs.fail(session_factory(db_url), first.id, "dead-worker", "x", max_attempts=3, backoff_s=0)
+    assert jobs.complete(session_factory(db_url), second.id, "w2")
 
 
 def test_fail_backoff_retry_then_failed_with_error_kept(db_url):
@@ -173,7 +173,7 @@ def test_fail_backoff_retry_then_failed_with_error_kept(db_url):
         job = _claim(db_url, "w")
         assert job.attempts == attempt
         before = utcnow()
-        assert jobs.fail(db_url, job.id, "w", f"boom {attempt}", max_attempts=3, backoff_s=backoff)
+        assert jobs.fail(session_factory(db_url), job.id, "w", f"boom {attempt}", max_attempts=3, backoff_s=backoff)
         row = _job(db_url, doc_id)
         assert row.status == "queued" and row.last_error == f"boom {attempt}"
         run_after = jobs._aware(row.run_after)
@@ -181,23 +181,23 @@ def test_fail_backoff_retry_then_failed_with_error_kept(db_url):
         delay = (run_after - before).total_seconds()
         assert backoff * 2 ** (attempt - 1) - 1 < delay <= backoff * 2 ** (attempt - 1) + 1
         assert _doc(db_url, doc_id).status == "pending"
-        assert jobs.claim(db_url, "w", lease_s=30) is None  # still backing off
+        assert jobs.claim(session_factory(db_url), "w", lease_s=30) is None  # still backing off
         _make_ready(db_url, job.id)
     job = _claim(db_url, "w")
     assert job.attempts == 3
-    assert not jobs.fail(db_url, job.id, "w", "boom 3", max_attempts=3, backoff_s=backoff,
+    assert not jobs.fail(session_factory(db_url), job.id, "w", "boom 3", max_attempts=3, backoff_s=backoff,
                          error_code="ocr_failed")
     row = _job(db_url, doc_id)
     assert row.status == "failed" and row.last_error == "boom 3"
     doc = _doc(db_url, doc_id)
     assert doc.status == "failed" and doc.error == "boom 3" and doc.error_code == "ocr_failed"
-    assert jobs.claim(db_url, "w", lease_s=30) is None
+    assert jobs.claim(session_factory(db_url), "w", lease_s=30) is None
 
 
 def test_permanent_failure_is_not_retried(db_url):
     (doc_id,) = _add_documents(db_url, 1)
     job = _claim(db_url, "w")
-    assert not jobs.fail(db_url, job.id, "w", "not a PDF", max_attempts=3, backoff_s=0, permanent=True,
+    assert not jobs.fail(session_factory(db_url), job.id, "w", "not a PDF", max_attempts=3, backoff_s=0, permanent=True,
                          error_code="not_pdf")
     assert _job(db_url, doc_id).status == "failed"
     assert _doc(db_url, doc_id).error_code == "not_pdf"
@@ -208,7 +208,7 @@ def test_requeue_resets_attempts_and_refuses_a_live_job(db_url):
     job = _claim(db_url, "w")
     with pytest.raises(Conflict), session_scope(db_url) as s:
         jobs.requeue(s, doc_id)
-    jobs.fail(db_url, job.id, "w", "bad", max_attempts=1, backoff_s=0)
+    jobs.fail(session_factory(db_url), job.id, "w", "bad", max_attempts=1, backoff_s=0)
     assert _job(db_url, doc_id).status == "failed"
     with session_scope(db_url) as s:
         again = jobs.requeue(s, doc_id)
@@ -229,7 +229,7 @@ def test_job_whose_worker_died_on_every_attempt_is_failed_not_looped(db_url):
         job = _claim(db_url, "w", max_attempts=3)
         assert job is not None
         _expire_lease(db_url, job.id)
-    assert jobs.claim(db_url, "w", lease_s=30, max_attempts=3) is None
+    assert jobs.claim(session_factory(db_url), "w", lease_s=30, max_attempts=3) is None
     doc = _doc(db_url, doc_id)
     assert doc.status == "failed" and doc.error_code == "worker_lost"
     assert _job(db_url, doc_id).status == "failed"
@@ -308,7 +308,7 @@ def test_background_thread_keeps_lease_during_a_long_step(db_url, settings_facto
         # No heartbeat call for 2 s (> 3 leases): only the background renewal keeps the job ours.
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            stolen.append(jobs.claim(db_url, "thief", lease_s=30))
+            stolen.append(jobs.claim(session_factory(db_url), "thief", lease_s=30))
             time.sleep(0.2)
 
     run_worker(settings, process, once=True)

@@ -15,15 +15,15 @@ from bunko.ingest import jobs
 
 def main() -> None:
     url, worker, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    from bunko.store.db import get_engine
+    from bunko.store.db import get_engine, session_factory
 
     get_engine(url).connect().close()  # connect before the start signal
     print("ready", flush=True)
     while not go.exists():
         time.sleep(0.005)
-    while (job := jobs.claim(url, worker, lease_s=300)) is not None:
+    while (job := jobs.claim(session_factory(url), worker, lease_s=300)) is not None:
         print(f"claimed {job.id}", flush=True)
-        jobs.complete(url, job.id, worker)
+        jobs.complete(session_factory(url), job.id, worker)
 
 
 if __name__ == "__main__":
