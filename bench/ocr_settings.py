@@ -65,7 +65,7 @@ def main() -> None:
             engine._engine.max_side_len = max_side  # type: ignore[union-attr]
             scores, t0 = [], time.perf_counter()
             for doc, orig, idx in picks:
-                with SandboxedPdf.from_settings(args.data / "scan" / f"{doc}.pdf", settings) as pdf:
+                with SandboxedPdf(args.data / "scan" / f"{doc}.pdf", settings.sandbox) as pdf:
                     image = pdf.render(idx, dpi).image
                 got = squash(engine.recognize(image, dpi=dpi).markdown.replace("|", "").replace("#", ""))
                 ref = refs[(doc, orig)]

@@ -81,7 +81,7 @@ def extract(pdf: Path, cache: Path, *, ocr: bool) -> list[PageText]:
     settings = get_settings()
     engines = load_ocr_engines(list(settings.ocr_engines)) if ocr else []
     t0 = time.perf_counter()
-    pages = extract_document(pdf, settings=settings, engines=engines, cache=None)
+    pages = extract_document(pdf, sandbox=settings.sandbox, ocr=settings.ocr, engines=engines, cache=None)
     print(f"  extracted {pdf.name}: {len(pages)} pages in {time.perf_counter() - t0:.1f} s", flush=True)
     key.write_bytes(pickle.dumps(pages))
     return pages

@@ -444,7 +444,10 @@ def _error_log() -> Path:
     """Where the CLI writes what it does not show: the traceback of an unexpected failure."""
     import os
 
-    base = Path(os.environ.get("BUNKO_DATA_DIR", ".bunko"))
+    from bunko.settings import Settings
+
+    # Read directly, not through Settings: this runs when the settings themselves are invalid.
+    base = Path(os.environ.get("BUNKO_DATA_DIR") or Settings.model_fields["data_dir"].default)
     try:
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
         return base / "cli-errors.log"

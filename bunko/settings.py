@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,39 @@ def _refuse_retired(environ: Mapping[str, str]) -> None:
     if found:
         raise ConfigError("invalid configuration: " + "; ".join(
             f"{name} is no longer read ({RETIRED_VARIABLES[name]}); unset it" for name in found))
+
+
+# Typed groups of settings for the leaf functions that need a few of them: they get these small
+# values, never the whole Settings. The variables stay flat (BUNKO_SANDBOX_MEMORY_MB, ...): they
+# are the names the chart, the README and every deployment use.
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """What the child process that opens a PDF may use (bunko.ingest.sandbox)."""
+
+    memory_mb: int
+    page_timeout_s: float
+    max_render_pixels: int
+
+
+@dataclass(frozen=True)
+class OcrPolicy:
+    """How a page that needs OCR is read: resolution, and when to read it again finer."""
+
+    dpi: int
+    retry_dpi: int
+    min_confidence: float
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    """The job queue's lease, retries and polling (bunko.ingest.jobs, bunko.ingest.worker)."""
+
+    lease_s: float
+    max_attempts: int
+    backoff_s: float
+    poll_s: float
 
 
 class Settings(BaseSettings):
@@ -182,6 +216,18 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_store(self) -> bool:
         return not (self.database_url and self.milvus_uri and self.object_store_url)
+
+    @property
+    def sandbox(self) -> SandboxLimits:
+        return SandboxLimits(self.sandbox_memory_mb, self.sandbox_page_timeout_s, self.max_render_pixels)
+
+    @property
+    def ocr(self) -> OcrPolicy:
+        return OcrPolicy(self.ocr_dpi, self.ocr_retry_dpi, self.ocr_min_confidence)
+
+    @property
+    def jobs(self) -> JobPolicy:
+        return JobPolicy(self.job_lease_s, self.job_max_attempts, self.job_backoff_s, self.worker_poll_s)
 
     @property
     def resolved_object_store_url(self) -> str:

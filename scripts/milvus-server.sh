@@ -17,7 +17,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${BUNKO_MILVUS_VENV:-$ROOT/.venv-milvus}"
+VENV="${BUNKO_MILVUS_ENGINE_DIR:-$ROOT/.venv-milvus}"
 PIN="milvus-lite==2.5.1"
 
 if [[ -z "${PYTHON:-}" ]]; then

@@ -35,7 +35,7 @@ from bunko.ingest.quality import text_layer_is_good
 from bunko.ingest.validate import sha256_file
 from bunko.models.base import OcrEngine, OcrResult
 from bunko.models.ocr import VerticalOcrEngine, looks_vertical
-from bunko.settings import Settings
+from bunko.settings import OcrPolicy, SandboxLimits
 from bunko.store import keys
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def ocr_page(
     page_no: int,
     *,
     cache_prefix: str,
-    settings: Settings,
+    policy: OcrPolicy,
     engines: list[OcrEngine],
     cache: OcrCache | None = None,
 ) -> OcrResult:
@@ -135,9 +135,9 @@ def ocr_page(
     errors: list[str] = []
     for engine in engines:
         try:
-            result = job.run(engine, settings.ocr_dpi)
-            if result.confidence < settings.ocr_min_confidence and settings.ocr_retry_dpi != settings.ocr_dpi:
-                result = _better(result, job.run(engine, settings.ocr_retry_dpi))
+            result = job.run(engine, policy.dpi)
+            if result.confidence < policy.min_confidence and policy.retry_dpi != policy.dpi:
+                result = _better(result, job.run(engine, policy.retry_dpi))
         except BunkoError as e:
             if e.code in ("unsafe", "timeout"):  # the page itself is hostile: no engine will help
                 raise
@@ -150,21 +150,21 @@ def ocr_page(
             continue
         best = _better(best, result)
         if looks_vertical(best.blocks):
-            vertical = _read_vertical(job, engines, settings)
+            vertical = _read_vertical(job, engines, policy)
             if vertical is not None:
                 return vertical
-        if best.confidence >= settings.ocr_min_confidence:
+        if best.confidence >= policy.min_confidence:
             break
     if best is None:
         raise OcrFailed(f"every OCR engine failed on page {page_no}: " + "; ".join(errors))
     return best
 
 
-def _read_vertical(job: _PageOcr, engines: list[OcrEngine], settings: Settings) -> OcrResult | None:
+def _read_vertical(job: _PageOcr, engines: list[OcrEngine], policy: OcrPolicy) -> OcrResult | None:
     for engine in engines:
         if isinstance(engine, VerticalOcrEngine):
             try:
-                result = job.run(engine, settings.ocr_dpi, vertical=True)
+                result = job.run(engine, policy.dpi, vertical=True)
             except BunkoError as e:
                 if e.code in ("unsafe", "timeout"):
                     raise
@@ -196,7 +196,8 @@ def _all_layers(pdf: SandboxedPdf, total: int) -> Iterator[LayerPage]:
 def extract_document(
     path: Path,
     *,
-    settings: Settings,
+    sandbox: SandboxLimits,
+    ocr: OcrPolicy,
     engines: list[OcrEngine],
     cache: OcrCache | None = None,
     on_page: Callable[[int, int], None] | None = None,
@@ -211,7 +212,7 @@ def extract_document(
     if cache_prefix is None:
         cache_prefix = keys.file_ocr_cache_prefix(sha256_file(path)) if cache is not None else ""
     pages: list[PageText] = []
-    with SandboxedPdf.from_settings(path, settings) as pdf:
+    with SandboxedPdf(path, sandbox) as pdf:
         total = pdf.info.page_count
         for layer in _all_layers(pdf, total):
             page_no = layer.page_no
@@ -221,7 +222,7 @@ def extract_document(
             else:
                 log.debug("page %d goes to OCR: %s", page_no, reason)
                 result = ocr_page(
-                    pdf, page_no, cache_prefix=cache_prefix, settings=settings, engines=engines, cache=cache
+                    pdf, page_no, cache_prefix=cache_prefix, policy=ocr, engines=engines, cache=cache
                 )
                 pages.append(
                     PageText(

@@ -95,7 +95,7 @@ def page_image_png(rt: Runtime, doc: Document, page_no: int) -> bytes:
             with pdf.open("wb") as fh:
                 for part in rt.objects.iter_chunks(doc.raw_key):
                     fh.write(part)
-            with SandboxedPdf.from_settings(pdf, rt.settings) as sandboxed:
+            with SandboxedPdf(pdf, rt.settings.sandbox) as sandboxed:
                 rendered = sandboxed.render(page_no, PAGE_IMAGE_DPI)
     except InvalidDocument as exc:  # over the sandbox's limits, corrupt, timed out: it will again
         rt.cache.set_json(failed_key, {"message": exc.message, "code": exc.code}, FAILED_RENDER_TTL_S)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from bunko.domain import OcrBlock
 from bunko.ingest.pdf_child import (
@@ -22,6 +21,7 @@ from bunko.ingest.pdf_child import (
 )
 from bunko.ingest.pdf_layout import WireLayer
 from bunko.ingest.sandbox import Sandbox
+from bunko.settings import SandboxLimits
 
 # Pages whose text layers one request to the sandbox reads (each page still has its own deadline):
 # the round trip and the caller's wake-up are paid once per batch, not once per page.
@@ -43,25 +43,16 @@ class LayerPage:
 class SandboxedPdf:
     """One PDF opened in its own sandbox child; all pdfium work for it happens there.
 
-    >>> with SandboxedPdf(path, memory_mb=1536, timeout_s=60, max_pixels=40_000_000) as pdf:
+    >>> with SandboxedPdf(path, settings.sandbox) as pdf:
     ...     layer = pdf.layer(1)
     """
 
-    def __init__(self, path: Path, *, memory_mb: int, timeout_s: float, max_pixels: int) -> None:
+    def __init__(self, path: Path, limits: SandboxLimits) -> None:
         self.path = Path(path)
-        self.max_pixels = max_pixels
-        self._box = Sandbox(memory_mb=memory_mb, timeout_s=timeout_s)
+        self.max_pixels = limits.max_render_pixels
+        self._box = Sandbox(memory_mb=limits.memory_mb, timeout_s=limits.page_timeout_s)
         self._info: DocInfo | None = None
         self._opened_pid: int | None = None
-
-    @classmethod
-    def from_settings(cls, path: Path, settings: Any) -> SandboxedPdf:
-        return cls(
-            path,
-            memory_mb=settings.sandbox_memory_mb,
-            timeout_s=settings.sandbox_page_timeout_s,
-            max_pixels=settings.max_render_pixels,
-        )
 
     def __enter__(self) -> SandboxedPdf:
         return self
@@ -117,7 +108,7 @@ def _layer_page(data: WireLayer) -> LayerPage:
     )
 
 
-def render_thumbnail(path: Path, settings: Any) -> bytes:
+def render_thumbnail(path: Path, limits: SandboxLimits) -> bytes:
     """Page 1 as a 200×300 PNG (fitted, padded white), rendered in a sandbox."""
-    with SandboxedPdf.from_settings(path, settings) as pdf:
+    with SandboxedPdf(path, limits) as pdf:
         return pdf.thumbnail()

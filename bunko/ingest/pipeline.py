@@ -97,7 +97,7 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
         heartbeat()
 
         _set_stage(rt, document_id, "thumbnail", 0.98)
-        rt.objects.put(keys.thumbnail(doc.id), render_thumbnail(pdf, rt.settings),
+        rt.objects.put(keys.thumbnail(doc.id), render_thumbnail(pdf, rt.settings.sandbox),
                        content_type="image/png")
 
     with rt.sessions.begin() as s:
@@ -135,7 +135,7 @@ def _extract(rt: Runtime, doc: Document, pdf: Path, heartbeat: Heartbeat) -> lis
             last[0] = now
             _set_stage(rt, doc.id, "extract", _EXTRACT_END * done / max(total, 1))
 
-    return extract_document(pdf, settings=rt.settings, engines=rt.ocr_engines,
+    return extract_document(pdf, sandbox=rt.settings.sandbox, ocr=rt.settings.ocr, engines=rt.ocr_engines,
                             cache=ocr_cache(rt.objects), on_page=on_page,
                             cache_prefix=keys.ocr_cache_prefix(doc.id))
 

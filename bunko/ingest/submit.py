@@ -58,7 +58,7 @@ def submit_document(
     tag_list = _check_tags(tags)
     coll = get_collection(rt, collection)
     info = validate_pdf(path, max_bytes=rt.settings.max_upload_bytes, max_pages=rt.settings.max_pages,
-                        settings=rt.settings)
+                        sandbox=rt.settings.sandbox)
     _refuse_duplicate(rt, coll.id, info.sha256, filename, uploader)
 
     doc_id = new_id()

@@ -15,7 +15,7 @@ from bunko.errors import DocumentTooLarge, EmptyPdf, NotAPdf, TooManyPages
 from bunko.ingest.pdf_child import DocInfo, child_open
 from bunko.ingest.sandbox import run_sandboxed
 from bunko.ingest.types import PdfInfo
-from bunko.settings import Settings
+from bunko.settings import SandboxLimits, Settings
 
 MAGIC_WINDOW = 1024  # the PDF spec lets the header sit anywhere in the first 1024 bytes
 
@@ -35,12 +35,12 @@ def sha256_file(path: Path) -> str:
 
 
 def validate_pdf(
-    path: Path, *, max_bytes: int, max_pages: int, settings: Settings | None = None
+    path: Path, *, max_bytes: int, max_pages: int, sandbox: SandboxLimits | None = None
 ) -> PdfInfo:
     """Check ``path`` and describe it, or raise the :class:`InvalidDocument` subclass that says why
-    not. ``settings`` supplies the sandbox limits (defaults when omitted)."""
+    not, opening it under the ``sandbox`` limits (the settings' defaults when omitted)."""
     path = Path(path)
-    limits = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    limits = sandbox or Settings(_env_file=None).sandbox  # type: ignore[call-arg]
     size = path.stat().st_size
     if size > max_bytes:
         raise DocumentTooLarge(
@@ -59,8 +59,8 @@ def validate_pdf(
     info: DocInfo = run_sandboxed(
         child_open,
         str(path),
-        memory_mb=limits.sandbox_memory_mb,
-        timeout_s=limits.sandbox_page_timeout_s,
+        memory_mb=limits.memory_mb,
+        timeout_s=limits.page_timeout_s,
         what="opening the PDF",
     )
     if info.security_revision != -1:

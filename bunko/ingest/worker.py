@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bunko.errors import BunkoError, DuplicateDocument, InvalidDocument, InvalidInput, NotFound, Unavailable
 from bunko.ingest import jobs
 from bunko.ingest.types import Heartbeat
-from bunko.settings import Settings
+from bunko.settings import JobPolicy, Settings
 from bunko.store.db import session_factory
 
 log = logging.getLogger(__name__)
@@ -140,28 +140,28 @@ def run_worker(
     stop = stop or threading.Event()
     restore = _install_sigterm(stop)
     handled = 0
-    _event(logging.INFO, "worker.start", worker=worker_id, lease_s=settings.job_lease_s)
+    policy = settings.jobs
+    _event(logging.INFO, "worker.start", worker=worker_id, lease_s=policy.lease_s)
     try:
         while not stop.is_set():
             try:
-                job = jobs.claim(sessions, worker_id, settings.job_lease_s,
-                                 max_attempts=settings.job_max_attempts)
+                job = jobs.claim(sessions, worker_id, policy.lease_s, max_attempts=policy.max_attempts)
             except SQLAlchemyError as e:
                 _event(logging.WARNING, "worker.claim_error", worker=worker_id, error=type(e).__name__)
-                stop.wait(settings.worker_poll_s)
+                stop.wait(policy.poll_s)
                 continue
             if job is None:
                 if once or drain:
                     break
-                stop.wait(settings.worker_poll_s)
+                stop.wait(policy.poll_s)
                 continue
             try:
-                _run_job(settings, sessions, job, process, stop)
+                _run_job(policy, sessions, job, process, stop)
             except SQLAlchemyError as e:
                 # The outcome could not be recorded; the lease runs out and the job is retried.
                 _event(logging.ERROR, "worker.record_error", worker=worker_id, job=job.id,
                        error=type(e).__name__)
-                stop.wait(settings.worker_poll_s)
+                stop.wait(policy.poll_s)
             handled += 1
             if once:
                 break
@@ -171,12 +171,12 @@ def run_worker(
     return handled
 
 
-def _run_job(settings: Settings, sessions: jobs.Sessions, job: jobs.ClaimedJob, process: Process,
+def _run_job(policy: JobPolicy, sessions: jobs.Sessions, job: jobs.ClaimedJob, process: Process,
              stop: threading.Event) -> None:
     fields = {"job": job.id, "document": job.document_id, "attempt": job.attempts, "worker": job.worker_id}
     _event(logging.INFO, "job.start", **fields)
     started = time.monotonic()
-    with _Lease(sessions, job, settings.job_lease_s, stop) as lease:
+    with _Lease(sessions, job, policy.lease_s, stop) as lease:
         try:
             process(job.document_id, lease.heartbeat)
         except BaseException as exc:
@@ -195,7 +195,7 @@ def _run_job(settings: Settings, sessions: jobs.Sessions, job: jobs.ClaimedJob, 
                 jobs.release(sessions, job.id, job.worker_id)
                 _event(logging.INFO, "job.released", reason=type(exc).__name__, **fields)
                 raise
-            _record_failure(settings, sessions, job, exc, fields)
+            _record_failure(policy, sessions, job, exc, fields)
             return
     if lease.lost:
         _event(logging.WARNING, "job.abandoned", reason="lease_lost_after_finish", **fields)
@@ -215,11 +215,11 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
-def _record_failure(settings: Settings, sessions: jobs.Sessions, job: jobs.ClaimedJob, exc: Exception,
+def _record_failure(policy: JobPolicy, sessions: jobs.Sessions, job: jobs.ClaimedJob, exc: Exception,
                     fields: dict[str, Any]) -> None:
     permanent = is_permanent(exc)
     if isinstance(exc, Unavailable) and not permanent:
-        delay = min(60.0, max(1.0, settings.job_backoff_s) * 4)
+        delay = min(60.0, max(1.0, policy.backoff_s) * 4)
         if jobs.defer(sessions, job.id, job.worker_id, exc.message, delay_s=delay):
             _event(logging.WARNING, "job.deferred", code=exc.code, delay_s=delay,
                    error=repr(exc.message[:300]), **fields)
@@ -229,8 +229,8 @@ def _record_failure(settings: Settings, sessions: jobs.Sessions, job: jobs.Claim
     else:
         message, code = f"internal error: {type(exc).__name__}: {exc}", "internal_error"
         log.exception("job.error job=%s document=%s", job.id, job.document_id)
-    retry = jobs.fail(sessions, job.id, job.worker_id, message, max_attempts=settings.job_max_attempts,
-                      backoff_s=settings.job_backoff_s, permanent=permanent, error_code=code)
+    retry = jobs.fail(sessions, job.id, job.worker_id, message, max_attempts=policy.max_attempts,
+                      backoff_s=policy.backoff_s, permanent=permanent, error_code=code)
     _event(logging.WARNING if retry else logging.ERROR, "job.retry" if retry else "job.failed",
            code=code, permanent=permanent, error=repr(message[:300]), **fields)
 

@@ -98,15 +98,20 @@ def milvus_server(data_dir: str | Path, *, startup_timeout_s: float = 60.0) -> I
     """
     from pymilvus import MilvusClient
 
+    from bunko.settings import Settings
+    from bunko.store.milvus_local import ENGINE_MARKER
+
     script = MILVUS_SERVER_SCRIPT
-    venv = Path(os.environ.get("BUNKO_MILVUS_VENV", script.parents[1] / ".venv-milvus"))
-    if not (venv / ".bunko-milvus").is_file():
+    # The same setting the embedded store reads (BUNKO_MILVUS_ENGINE_DIR), with the same default.
+    venv = Settings(_env_file=None).milvus_engine_dir or script.parents[1] / ".venv-milvus"  # type: ignore[call-arg]
+    if not (venv / ENGINE_MARKER).is_file():
         raise FileNotFoundError(f"no Milvus server binary in {venv}: run scripts/milvus-server.sh build")
     port = free_port()
     data = Path(data_dir).resolve() / "milvus.db"
     proc = subprocess.Popen(
         ["bash", str(script), "run", str(data), f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "BUNKO_MILVUS_ENGINE_DIR": str(venv)},
     )
     uri = f"http://127.0.0.1:{port}"
     try:

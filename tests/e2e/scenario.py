@@ -210,7 +210,7 @@ class E2E:
         from bunko.settings import Settings
 
         settings = Settings(_env_file=None, data_dir=self.root / "expect")  # type: ignore[call-arg]
-        return extract_document(path, settings=settings, engines=[])
+        return extract_document(path, sandbox=settings.sandbox, ocr=settings.ocr, engines=[])
 
     def upload_docs(self, docs: list[corpus.CorpusDoc], owner: str = "power",
                     visibility: str = "collection", parallel: int = 3,

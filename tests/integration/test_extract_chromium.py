@@ -41,7 +41,7 @@ def chromium_pages(tmp_path_factory):
         check=True, capture_output=True, timeout=180,
     )
     settings = Settings(_env_file=None, data_dir=tmp / "data")
-    return extract_document(pdf, settings=settings, engines=[])
+    return extract_document(pdf, sandbox=settings.sandbox, ocr=settings.ocr, engines=[])
 
 
 def test_latin_words_keep_their_letters_together(chromium_pages):

@@ -43,7 +43,7 @@ def test_decompression_bomb_is_unsafe_and_the_parent_stays_small(bad, samples, s
     rss_before = _rss_kib("VmRSS")
     started = time.monotonic()
     with pytest.raises((UnsafeDocument, ExtractionTimeout)) as info:
-        extract_document(bad["bomb"], settings=settings, engines=[])
+        extract_document(bad["bomb"], sandbox=settings.sandbox, ocr=settings.ocr, engines=[])
     assert time.monotonic() - started < 40
     assert "decompression bomb" in info.value.message or "took longer" in info.value.message
     # The 4 GiB stream was inflated (and failed) in the child only: this process's peak and current
@@ -52,12 +52,12 @@ def test_decompression_bomb_is_unsafe_and_the_parent_stays_small(bad, samples, s
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 64 * 1024
     assert _rss_kib("VmRSS") - rss_before < 64 * 1024
     # ... and it goes on to extract the next document normally.
-    pages = extract_document(samples["born_digital.pdf"], settings=settings, engines=[])
+    pages = extract_document(samples["born_digital.pdf"], sandbox=settings.sandbox, ocr=settings.ocr, engines=[])
     assert S.BORN_DIGITAL_SENTENCES[0] in pages[0].markdown
 
 
 def test_absurd_page_size_is_refused_by_the_pixel_cap(bad, settings):
-    with SandboxedPdf.from_settings(bad["huge_page"], settings) as pdf:
+    with SandboxedPdf(bad["huge_page"], settings.sandbox) as pdf:
         assert pdf.info.page_count == 1
         with pytest.raises(UnsafeDocument) as info:
             pdf.render(1, 300)
@@ -68,7 +68,7 @@ def test_absurd_page_size_is_refused_by_the_pixel_cap(bad, settings):
 def test_a_huge_image_renders_within_the_cap_or_fails_safely(bad, settings):
     # pdfium decodes images line by line and downsamples: the 3.6 GB image must either render to a
     # capped page image or fail as unsafe/timeout, never take the parent down.
-    with SandboxedPdf.from_settings(bad["image_bomb"], settings) as pdf:
+    with SandboxedPdf(bad["image_bomb"], settings.sandbox) as pdf:
         try:
             page = pdf.render(1, 300)
         except (UnsafeDocument, ExtractionTimeout):
@@ -78,7 +78,7 @@ def test_a_huge_image_renders_within_the_cap_or_fails_safely(bad, settings):
 
 def test_big_pages_are_rendered_at_a_lower_dpi_to_fit_the_cap(samples):
     small_cap = Settings(_env_file=None, max_render_pixels=2_000_000)
-    with SandboxedPdf.from_settings(samples["born_digital.pdf"], small_cap) as pdf:
+    with SandboxedPdf(samples["born_digital.pdf"], small_cap.sandbox) as pdf:
         page = pdf.render(1, 300)
     assert page.dpi < 300
     assert page.image.width * page.image.height <= 2_000_000
@@ -86,7 +86,7 @@ def test_big_pages_are_rendered_at_a_lower_dpi_to_fit_the_cap(samples):
 
 def test_cyclic_page_tree_fails_as_corrupt_not_a_hang(bad, settings):
     with pytest.raises(CorruptPdf):
-        extract_document(bad["page_tree_cycle"], settings=settings, engines=[])
+        extract_document(bad["page_tree_cycle"], sandbox=settings.sandbox, ocr=settings.ocr, engines=[])
 
 
 # --- the sandbox itself ------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_an_allocation_past_the_memory_cap_is_unsafe_and_the_child_is_reused_per
 def test_a_child_killed_between_pages_is_replaced_and_reopens_the_document(samples, settings):
     import signal
 
-    with SandboxedPdf.from_settings(samples["born_digital.pdf"], settings) as pdf:
+    with SandboxedPdf(samples["born_digital.pdf"], settings.sandbox) as pdf:
         first = pdf.layer(1)
         os.kill(pdf._box.pid, signal.SIGKILL)
         time.sleep(0.2)
@@ -178,7 +178,7 @@ def test_a_stream_left_early_does_not_answer_the_next_call():
 
 
 def test_batched_layers_equal_page_by_page_layers(samples, settings):
-    with SandboxedPdf.from_settings(samples["born_digital.pdf"], settings) as pdf:
+    with SandboxedPdf(samples["born_digital.pdf"], settings.sandbox) as pdf:
         n = pdf.info.page_count
         one_by_one = [pdf.layer(i) for i in range(1, n + 1)]
         batched = pdf.layers(1, n)

@@ -21,7 +21,8 @@ class _NoOcr:
 
 @pytest.fixture(scope="module")
 def born_digital_pages(samples, layer_settings):
-    return extract_document(samples["born_digital.pdf"], settings=layer_settings, engines=[_NoOcr()])
+    return extract_document(samples["born_digital.pdf"], sandbox=layer_settings.sandbox, ocr=layer_settings.ocr,
+                            engines=[_NoOcr()])
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +72,14 @@ def test_blocks_have_top_left_point_boxes_inside_the_page(born_digital_pages):
 
 def test_progress_is_reported_per_page(samples, layer_settings):
     calls = []
-    extract_document(samples["born_digital.pdf"], settings=layer_settings, engines=[],
+    extract_document(samples["born_digital.pdf"], sandbox=layer_settings.sandbox, ocr=layer_settings.ocr, engines=[],
                      on_page=lambda done, total: calls.append((done, total)))
     n = S.BORN_DIGITAL_PAGES
     assert calls == [(i, n) for i in range(1, n + 1)]
 
 
 def test_thumbnail_is_a_200_by_300_png(samples, layer_settings):
-    png = render_thumbnail(samples["born_digital.pdf"], layer_settings)
+    png = render_thumbnail(samples["born_digital.pdf"], layer_settings.sandbox)
     image = Image.open(io.BytesIO(png))
     assert image.format == "PNG" and image.size == (200, 300)
     # Not blank: the page's text is drawn.

@@ -77,7 +77,8 @@ def engines():
 @pytest.fixture(scope="module")
 def scanned(samples, settings, engines):
     cache = DictCache()
-    pages = extract_document(samples["scanned.pdf"], settings=settings, engines=engines, cache=cache)
+    pages = extract_document(samples["scanned.pdf"], sandbox=settings.sandbox, ocr=settings.ocr, engines=engines,
+                             cache=cache)
     return pages, cache
 
 
@@ -107,16 +108,17 @@ def test_a_rerun_takes_ocr_from_the_cache(samples, settings, engines, scanned):
     rapid = engines[0]
     assert keys.ocr_result(keys.file_ocr_cache_prefix(sha), 1, "rapidocr", rapid.version, 300) in cache.puts
     counting = [Counting(e) for e in engines]
-    again = extract_document(samples["scanned.pdf"], settings=settings, engines=counting, cache=cache)
+    again = extract_document(samples["scanned.pdf"], sandbox=settings.sandbox, ocr=settings.ocr, engines=counting,
+                             cache=cache)
     assert sum(c.calls for c in counting) == 0
     assert [p.markdown for p in again] == [p.markdown for p in scanned[0]]
 
 
 def test_a_broken_text_layer_is_ocrd_not_taken(samples, settings, engines):
-    with SandboxedPdf.from_settings(samples["broken_layer.pdf"], settings) as pdf:
+    with SandboxedPdf(samples["broken_layer.pdf"], settings.sandbox) as pdf:
         layer = pdf.layer(1)
     assert "\ufffd" in layer.raw_text  # the layer really is junk ...
-    (page,) = extract_document(samples["broken_layer.pdf"], settings=settings, engines=engines)
+    (page,) = extract_document(samples["broken_layer.pdf"], sandbox=settings.sandbox, ocr=settings.ocr, engines=engines)
     assert page.source == "rapidocr"  # ... so the page was OCR'd
     for sentence in S.BROKEN_LAYER_SENTENCES:
         assert _best_window(sentence, page.markdown) >= 0.9
@@ -126,19 +128,19 @@ def test_a_text_layer_of_wrong_but_valid_kanji_is_ocrd(settings, engines, tmp_pa
     """A ToUnicode map pointing at valid ideographs: no U+FFFD, no private use, every character
     printable, and still not the page's text."""
     pdf_path = S.make_wrong_kanji_layer(tmp_path / "wrong_kanji.pdf")
-    with SandboxedPdf.from_settings(pdf_path, settings) as pdf:
+    with SandboxedPdf(pdf_path, settings.sandbox) as pdf:
         layer = pdf.layer(1)
     visible = "".join(layer.raw_text.split())
     assert visible.isprintable() and "\ufffd" not in visible  # it looks like text ...
     assert _best_window(S.BROKEN_LAYER_SENTENCES[0], layer.raw_text) < 0.3  # ... and is not
-    (page,) = extract_document(pdf_path, settings=settings, engines=engines)
+    (page,) = extract_document(pdf_path, sandbox=settings.sandbox, ocr=settings.ocr, engines=engines)
     assert page.source == "rapidocr"
     for sentence in S.BROKEN_LAYER_SENTENCES:
         assert _best_window(sentence, page.markdown) >= 0.9
 
 
 def test_vertical_text_is_read_right_to_left_by_tesseract_jpn_vert(samples, settings, engines):
-    (page,) = extract_document(samples["vertical.pdf"], settings=settings, engines=engines)
+    (page,) = extract_document(samples["vertical.pdf"], sandbox=settings.sandbox, ocr=settings.ocr, engines=engines)
     assert page.source == "tesseract"
     expected = "".join(S.VERTICAL_COLUMNS)
     assert _similarity(expected, page.markdown) >= 0.9, page.markdown
@@ -165,8 +167,8 @@ class Scripted:
 def test_low_confidence_is_retried_at_the_higher_dpi_then_the_next_engine_is_tried(samples, settings):
     first = Scripted("first", [("ぼやけた", 0.5), ("まだぼやけた", 0.6)])
     second = Scripted("second", [("はっきり", 0.95)])
-    with SandboxedPdf.from_settings(samples["broken_layer.pdf"], settings) as pdf:
-        result = ocr_page(pdf, 1, cache_prefix="x/", settings=settings, engines=[first, second])
+    with SandboxedPdf(samples["broken_layer.pdf"], settings.sandbox) as pdf:
+        result = ocr_page(pdf, 1, cache_prefix="x/", policy=settings.ocr, engines=[first, second])
     assert first.dpis == [300, 400]
     assert second.dpis == [300]
     assert result.markdown == "はっきり"
@@ -175,11 +177,11 @@ def test_low_confidence_is_retried_at_the_higher_dpi_then_the_next_engine_is_tri
 def test_an_engine_error_falls_back_and_the_best_result_is_kept(samples, settings):
     broken = Scripted("broken", [RuntimeError("model crashed")])
     weak = Scripted("weak", [("弱い", 0.4), ("少し良い", 0.7)])
-    with SandboxedPdf.from_settings(samples["broken_layer.pdf"], settings) as pdf:
-        result = ocr_page(pdf, 1, cache_prefix="x/", settings=settings, engines=[broken, weak])
+    with SandboxedPdf(samples["broken_layer.pdf"], settings.sandbox) as pdf:
+        result = ocr_page(pdf, 1, cache_prefix="x/", policy=settings.ocr, engines=[broken, weak])
         assert result.markdown == "少し良い" and result.confidence == 0.7
         with pytest.raises(OcrFailed) as info:
-            ocr_page(pdf, 1, cache_prefix="x/", settings=settings,
+            ocr_page(pdf, 1, cache_prefix="x/", policy=settings.ocr,
                      engines=[Scripted("a", [RuntimeError("boom")]), Scripted("b", [OcrFailed("no")])])
     assert "boom" in info.value.message and "no" in info.value.message
 

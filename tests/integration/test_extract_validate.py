@@ -31,7 +31,7 @@ def settings():
 
 def test_a_good_pdf_is_described(samples, settings):
     path = samples["born_digital.pdf"]
-    info = validate_pdf(path, **LIMITS, settings=settings)
+    info = validate_pdf(path, **LIMITS, sandbox=settings.sandbox)
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert info.size_bytes == path.stat().st_size
     assert info.page_count == S.BORN_DIGITAL_PAGES
@@ -39,7 +39,7 @@ def test_a_good_pdf_is_described(samples, settings):
 
 
 def test_title_falls_back_to_the_file_name(bad, settings):
-    info = validate_pdf(bad["huge_page"], **LIMITS, settings=settings)
+    info = validate_pdf(bad["huge_page"], **LIMITS, sandbox=settings.sandbox)
     assert info.title == "huge_page"
 
 
@@ -55,32 +55,32 @@ def test_title_falls_back_to_the_file_name(bad, settings):
 )
 def test_bad_files_are_refused_with_their_own_error(bad, settings, name, error, words):
     with pytest.raises(error) as info:
-        validate_pdf(bad[name], **LIMITS, settings=settings)
+        validate_pdf(bad[name], **LIMITS, sandbox=settings.sandbox)
     assert type(info.value) is error
     assert words.lower() in info.value.message.lower()
 
 
 def test_oversized_file_is_refused_before_it_is_read(samples, settings):
     with pytest.raises(DocumentTooLarge) as info:
-        validate_pdf(samples["scanned.pdf"], max_bytes=10_000, max_pages=10, settings=settings)
+        validate_pdf(samples["scanned.pdf"], max_bytes=10_000, max_pages=10, sandbox=settings.sandbox)
     assert info.value.http_status == 413
     assert "limit" in info.value.message
 
 
 def test_too_many_pages_is_refused(samples, settings):
     with pytest.raises(TooManyPages) as info:
-        validate_pdf(samples["born_digital.pdf"], max_bytes=10**8, max_pages=2, settings=settings)
+        validate_pdf(samples["born_digital.pdf"], max_bytes=10**8, max_pages=2, sandbox=settings.sandbox)
     assert f"{S.BORN_DIGITAL_PAGES} pages" in info.value.message
 
 
 def test_magic_may_sit_after_leading_junk(samples, settings, tmp_path):
     shifted = tmp_path / "shifted.pdf"
     shifted.write_bytes(b"\n" * 100 + samples["born_digital.pdf"].read_bytes())
-    assert validate_pdf(shifted, **LIMITS, settings=settings).page_count == S.BORN_DIGITAL_PAGES
+    assert validate_pdf(shifted, **LIMITS, sandbox=settings.sandbox).page_count == S.BORN_DIGITAL_PAGES
 
 
 def test_a_pdf_with_only_an_owner_password_is_accepted(bad, settings):
     """Every reader opens a PDF whose only password is the owner's (copy/print restrictions):
     it is validated like any other, not refused as encrypted."""
-    info = validate_pdf(bad["encrypted_no_password"], **LIMITS, settings=settings)
+    info = validate_pdf(bad["encrypted_no_password"], **LIMITS, sandbox=settings.sandbox)
     assert info.page_count == 1

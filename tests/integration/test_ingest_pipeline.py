@@ -340,7 +340,8 @@ def test_worker_killed_mid_document_is_resumed_with_exact_counts(tmp_path, milvu
 
     coll = get_collection(rt, name)
     cfg = collection_config(coll)
-    expected = len(chunk_pages(extract_document(pdf, settings=settings, engines=rt.ocr_engines),
+    pages = extract_document(pdf, sandbox=settings.sandbox, ocr=settings.ocr, engines=rt.ocr_engines)
+    expected = len(chunk_pages(pages,
                                chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap,
                                table_max_chars=cfg.table_max_chars))
     chunks = _chunks(rt, doc_id)
