@@ -47,7 +47,7 @@ demo: setup
 	$(BIN)/bunko demo
 
 test: setup services tools
-	$(BIN)/pytest -q -p no:cacheprovider -m "not optional_engines"
+	$(BIN)/pytest -q -p no:cacheprovider -m "not optional_engines and not e2e"
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow and not ray" tests/unit
@@ -80,7 +80,8 @@ images:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "no Docker engine here: images are built in CI with one"; exit 1; }
 	for p in api worker operator serving; do docker build -f images/Dockerfile --target $$p -t bunko-$$p:dev . ; done
 
-# The whole system as separate processes with faults injected (~10 min on 2 cores): see tests/e2e/scenario.py.
+# The whole system as separate processes with faults injected (~10 min on 2 cores): tests/e2e/test_system.py.
+# Options: make e2e E2E_ARGS="--users 10 --load-seconds 20".
 e2e: setup tools
 	scripts/e2e.sh
 

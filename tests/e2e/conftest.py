@@ -31,6 +31,12 @@ import pytest
 from bunko.testing.servers import free_port
 from tests.e2e.scripted_llm import scripted_llm
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--e2e-args", default="", help="options of the system run (tests/e2e/test_system.py), "
+                     'e.g. "--users 10 --load-seconds 20"')
+
+
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "tests" / "e2e" / "out" / "screenshots"
 CHROMIUM = Path(os.environ.get("BUNKO_E2E_CHROMIUM", "/usr/bin/chromium"))

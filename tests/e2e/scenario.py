@@ -1,8 +1,6 @@
-"""The whole system as separate processes, driven as users drive it, with faults injected.
-
-    .venv/bin/python -m tests.e2e.scenario [--load-seconds 60] [--users 50] [--kills 10] [--keep]
-
-(``scripts/e2e.sh`` runs it; ``make e2e`` runs that.) Phases, in order:
+"""The whole system as separate processes, driven as users drive it, with faults injected: the
+phases that ``tests/e2e/test_system.py`` runs as tests, in order (``make e2e``; options through
+``E2E_ARGS``, see :func:`parse_args`). Phases:
 
 1. start every part (``tests.e2e.harness.Cluster``);
 2. the platform engineer: ``kubectl apply -f crds/`` and the CPU sample against the kmock API with
@@ -20,8 +18,9 @@
 10. the operator is SIGKILLed while reconciling: one RayService per Pipeline, statuses converge;
 11. every accepted document is checked: completed, exactly its expected chunks and vectors.
 
-The summary table is printed at the end; the exit status is 1 if any must-be-zero figure is not
-zero or any check failed, 2 if the run could not complete.
+Each phase records named checks and figures in a :class:`~tests.e2e.summary.Report`; its test
+fails on any check of its own that failed or any must-be-zero figure that grew. The summary table
+is printed at the end.
 """
 
 from __future__ import annotations
@@ -31,14 +30,10 @@ import asyncio
 import contextlib
 import json
 import random
-import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -811,52 +806,18 @@ class E2E:
 
     # --- driver -------------------------------------------------------------------------------
 
-    def run(self) -> int:
-        t0 = time.monotonic()
-        status = 0
-        try:
-            say(f"run directory: {self.root}")
-            self.pdfs = corpus.make_corpus(self.root / "pdfs", reports=self.args.reports,
-                                           scanned=self.args.scanned)
-            phases: list[tuple[str, Callable[[], None]]] = [
-                ("start", self.phase_start), ("platform", self.phase_platform),
-                ("users", self.phase_users), ("invalid", self.phase_invalid),
-                ("ingest", self.phase_ingest_with_kills), ("queries", self.phase_queries),
-                ("stores", self.phase_store_restarts), ("serve", self.phase_serve_down),
-                ("load", self.phase_load), ("operator", self.phase_operator_restart),
-                ("verify", self.phase_verify),
-            ]
-            for name, phase in phases:
-                if self.args.only and name not in self.args.only and name not in ("start", "users", "verify"):
-                    continue
-                t = time.monotonic()
-                try:
-                    phase()
-                except Exception as exc:
-                    self.report.check(f"phase {name} ran to the end", False, f"{type(exc).__name__}: {exc}"[:400])
-                    traceback.print_exc()
-                    if name in ("start", "users"):
-                        raise
-                say(f"   ({name}: {time.monotonic() - t:.0f} s)")
-        except BaseException:  # SystemExit from SIGTERM, KeyboardInterrupt: report, then stop all
-            traceback.print_exc()
-            status = 2
-        finally:
-            say("== stopping everything")
-            t_stop = time.monotonic()
-            self.cluster.close()  # first: nothing may outlive the run, whatever fails below
-            for cleanup in (getattr(getattr(self, "kuberay", None), "stop", None),
-                            getattr(self.api, "close", None), getattr(self._engine, "dispose", None)):
-                if cleanup is not None:
-                    with contextlib.suppress(Exception):
-                        cleanup()
-            say(f"   (stopped in {time.monotonic() - t_stop:.0f} s)")
-            self.report.wall_s = time.monotonic() - t0
-        print(self.report.render(), flush=True)
-        if status == 0 and self.report.failed:
-            status = 1
+    def stop(self) -> None:
+        """Stop every part; nothing may outlive the run, whatever failed."""
+        say("== stopping everything")
+        t_stop = time.monotonic()
+        self.cluster.close()  # first: nothing may outlive the run, whatever fails below
+        for cleanup in (getattr(getattr(self, "kuberay", None), "stop", None),
+                        getattr(self.api, "close", None), getattr(self._engine, "dispose", None)):
+            if cleanup is not None:
+                with contextlib.suppress(Exception):
+                    cleanup()
+        say(f"   (stopped in {time.monotonic() - t_stop:.0f} s)")
         say(f"logs: {self.cluster.logs}")
-        return status
 
 
 # --- background actors -----------------------------------------------------------------------------
@@ -1066,7 +1027,8 @@ async def load(base: str, tokens: list[str], questions: list[str], seconds: floa
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Bunko end-to-end run (see the module docstring).")
+    """The scenario's knobs (``make e2e E2E_ARGS="--users 10 --load-seconds 20"``)."""
+    p = argparse.ArgumentParser(prog="make e2e E2E_ARGS=...", description="Bunko end-to-end run.")
     p.add_argument("--reports", type=int, default=15, help="born-digital reports in the main set")
     p.add_argument("--scanned", type=int, default=2)
     p.add_argument("--kills", type=int, default=10, help="worker SIGKILLs to inject at least")
@@ -1077,30 +1039,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ingest-timeout", type=float, default=300)
     p.add_argument("--rate-limit", type=int, default=100, help="BUNKO_RATE_LIMIT_PER_MINUTE")
     p.add_argument("--seed", type=int, default=20261124)
-    p.add_argument("--only", nargs="*", default=[], help="run only these phases (+ start, users, verify)")
-    p.add_argument("--root", type=Path, default=None, help="run directory (default: a new temp dir)")
-    p.add_argument("--keep", action="store_true", help="keep the run directory (logs, data)")
+    p.add_argument("--root", type=Path, default=None, help="run directory (default: under pytest's tmp dir)")
     return p.parse_args(argv)
-
-
-def _exit_on_sigterm(signum: int, _frame: Any) -> None:
-    # A CI timeout or Ctrl-C in a wrapper sends SIGTERM: unwind, so every process is stopped.
-    raise SystemExit(128 + signum)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import signal
-
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    args = parse_args(argv)
-    root = args.root or Path(tempfile.mkdtemp(prefix="bunko-e2e-"))
-    root.mkdir(parents=True, exist_ok=True)
-    e2e = E2E(args, root)
-    status = e2e.run()
-    if not args.keep and status == 0:
-        shutil.rmtree(root, ignore_errors=True)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
