@@ -25,6 +25,15 @@ GIB = 1024**3
 GPU_PROFILES: dict[str, float] = {"rtx4090-24gb": 23.99, "a100-80gb": 80.0, "h100-80gb": 79.65}
 # A gpuProfile.name that plans every model on CPU.
 CPU_ONLY = "cpu-only"
+# The values NVIDIA GPU Feature Discovery gives a node's nvidia.com/gpu.product label for each
+# profile (the product name, spaces as dashes; SXM and PCIe boards differ): GPU pods of a plan are
+# pinned to nodes carrying one of them, so an rtx4090-24gb plan never lands on a smaller card.
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_PRODUCTS: dict[str, tuple[str, ...]] = {
+    "rtx4090-24gb": ("NVIDIA-GeForce-RTX-4090",),
+    "a100-80gb": ("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"),
+    "h100-80gb": ("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"),
+}
 
 # Bytes per parameter. 4-bit AWQ/GPTQ store a 16-bit scale (+ a 4-bit zero point) per group of 128
 # weights: 4 + 20/128 bits ~ 0.52 bytes; 8-bit GPTQ likewise ~ 1.02 bytes.

@@ -14,8 +14,8 @@ import kopf
 
 from bunko.errors import BunkoError, Conflict, InvalidInput, Unavailable
 from bunko.operator import catalogue, collection_data, kube, metrics, schemas
-from bunko.operator.pipeline import write_status
-from bunko.operator.status import condition
+from bunko.operator.pipeline import EMBEDDING_ANNOTATION, write_status
+from bunko.operator.status import condition, generation_of
 from bunko.runtime import Runtime
 from bunko.settings import Settings
 
@@ -47,9 +47,9 @@ def close_runtime() -> None:
 def refuse(
     body: kopf.Body, status: Mapping[str, Any] | None, patch: kopf.Patch, reason: str, message: str
 ) -> None:
-    write_status(
-        status, patch, {"phase": "Failed", "conditions": [condition("Ready", False, reason, message)]}
-    )
+    gen = generation_of(body)
+    write_status(status, patch, {"phase": "Failed", "observedGeneration": gen,
+                                 "conditions": [condition("Ready", False, reason, message, generation=gen)]})
     kopf.warn(body, reason=reason, message=message)
     raise kopf.PermanentError(message)
 
@@ -58,9 +58,9 @@ def wait(
     body: kopf.Body, status: Mapping[str, Any] | None, patch: kopf.Patch, reason: str, message: str
 ) -> None:
     """A dependency is missing or down: say so, and let kopf retry with a delay."""
-    write_status(
-        status, patch, {"phase": "Pending", "conditions": [condition("Ready", False, reason, message)]}
-    )
+    gen = generation_of(body)
+    write_status(status, patch, {"phase": "Pending", "observedGeneration": gen,
+                                 "conditions": [condition("Ready", False, reason, message, generation=gen)]})
     kopf.warn(body, reason=reason, message=message)
     raise kopf.TemporaryError(message, delay=RETRY_DELAY_S)
 
@@ -131,8 +131,9 @@ def reconcile_collection(
         except BunkoError as exc:
             wait(body, status, patch, type(exc).__name__, exc.message)
 
+        gen = generation_of(body)
         conditions = [
-            condition("Ready", True, "Ready", f"vector collection {out.vector_collection} is ready")
+            condition("Ready", True, "Ready", f"vector collection {out.vector_collection} is ready", generation=gen)
         ]
         phase = "Ready"
         if out.action == "reindex-required":
@@ -143,12 +144,13 @@ def reconcile_collection(
                     "SpecChanged",
                     f"{'; '.join(out.changes)}: the {docs} documents keep their old chunks and vectors until "
                     "re-processed; set spec.reindexPolicy: Automatic (or reprocess them through the API)",
+                    generation=gen,
                 )
             )
             kopf.warn(body, reason="ReindexRequired", message="; ".join(out.changes))
         else:
             conditions.append(
-                condition("ReindexRequired", False, "UpToDate", "chunks and vectors match the spec")
+                condition("ReindexRequired", False, "UpToDate", "chunks and vectors match the spec", generation=gen)
             )
         if out.action == "reindexing":
             phase = "Reindexing"
@@ -167,6 +169,7 @@ def reconcile_collection(
         metrics.COLLECTION_DOCUMENTS.labels(namespace, name).set(docs)
         desired: dict[str, Any] = {
             "phase": phase,
+            "observedGeneration": gen,
             "collectionId": out.collection_id,
             "vectorCollection": out.vector_collection,
             "documentCount": docs,
@@ -190,6 +193,18 @@ def reconcile_collection(
 # Not under kopf's own "bunko.dev/" prefix: kopf strips those from what it compares, so a change
 # there would never reach a handler.
 REINDEX_ANNOTATION = f"reindex.{kube.GROUP}/requested"
+
+
+@kopf.on.field(kube.GROUP, kube.VERSION, PLURAL, field=["metadata", "annotations", EMBEDDING_ANNOTATION])
+def pipeline_embedding_changed(
+    new: Any, spec: kopf.Spec, name: str, namespace: str | None, uid: str, body: kopf.Body,
+    status: kopf.Status, patch: kopf.Patch, **_: Any,
+) -> None:
+    """The Pipeline's embedding model changed (bunko.operator.pipeline.tell_collections): reconcile
+    again, which sets ReindexRequired (reindexPolicy Manual) or re-queues every document (Automatic)."""
+    if new:
+        reconcile_collection(spec=spec, name=name, namespace=namespace, uid=uid, body=body, status=status,
+                             patch=patch)
 
 
 @kopf.on.field(kube.GROUP, kube.VERSION, PLURAL, field=["metadata", "annotations", REINDEX_ANNOTATION])
@@ -235,7 +250,9 @@ def refresh_counts(
 
 
 @kopf.on.delete(kube.GROUP, kube.VERSION, PLURAL)
-def delete_collection(spec: kopf.Spec, name: str, uid: str, body: kopf.Body, **_: Any) -> None:
+def delete_collection(
+    spec: kopf.Spec, name: str, uid: str, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_: Any
+) -> None:
     try:
         retain = schemas.parse_collection(spec).deletion_policy == "Retain"
     except InvalidInput:  # a spec that never became valid made nothing that Retain could keep
@@ -247,6 +264,10 @@ def delete_collection(spec: kopf.Spec, name: str, uid: str, body: kopf.Body, **_
         try:
             removed = collection_data.remove(runtime(), name=name, uid=uid)
         except Unavailable as exc:
+            # Deleting until the stores answer: the finalizer holds the object (kubectl shows why);
+            # see the README for removing the finalizer when the operator itself is gone.
+            write_status(status, patch, {"phase": "Deleting", "conditions": [
+                condition("Ready", False, "StoreUnavailable", f"waiting to delete: {exc.message}")]})
             raise kopf.TemporaryError(exc.message, delay=RETRY_DELAY_S) from exc
     if removed:
         kopf.info(body, reason="Deleted", message="vectors, objects and database rows removed")

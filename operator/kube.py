@@ -71,6 +71,21 @@ def get_pipeline(namespace: str, name: str) -> dict[str, Any] | None:
     return get(GROUP, VERSION, "pipelines", namespace, name)
 
 
+def collections_using(namespace: str, pipeline: str) -> list[dict[str, Any]]:
+    """The DocumentCollections of ``namespace`` whose spec.pipelineRef names ``pipeline``."""
+    with _translated("list documentcollections"), custom_objects() as api:
+        found = api.list_namespaced_custom_object(GROUP, VERSION, namespace, "documentcollections")
+    return [c for c in found.get("items", [])
+            if ((c.get("spec") or {}).get("pipelineRef") or {}).get("name") == pipeline]
+
+
+def annotate(plural: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    with _translated(f"annotate {plural}/{name}"), custom_objects() as api:
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, {"metadata": {"annotations": dict(annotations)}}
+        )
+
+
 def patch_status(
     group: str,
     version: str,
@@ -103,10 +118,8 @@ def apply_rayservice(desired: Mapping[str, Any]) -> Applied:
     meta = desired["metadata"]
     ns, name = meta["namespace"], meta["name"]
     digest = spec_hash(desired["spec"])
-    body = {
-        **desired,
-        "metadata": {**meta, "annotations": {**meta.get("annotations", {}), SPEC_HASH: digest}},
-    }
+    annotations = {**meta.get("annotations", {}), SPEC_HASH: digest}
+    body = {**desired, "metadata": {**meta, "annotations": annotations}}
     live = get(RAY_GROUP, RAY_VERSION, RAYSERVICES, ns, name)
     with _translated(f"apply rayservices/{name}"), custom_objects() as api:
         if live is None:
@@ -117,13 +130,14 @@ def apply_rayservice(desired: Mapping[str, Any]) -> Applied:
             raise Conflict(
                 f"RayService {ns}/{name} exists and is not managed by Bunko; delete it or rename the Pipeline"
             )
-        if (live_meta.get("annotations") or {}).get(SPEC_HASH) == digest and contains(
+        live_annotations = live_meta.get("annotations") or {}
+        if all(live_annotations.get(k) == v for k, v in annotations.items()) and contains(
             live.get("spec"), desired["spec"]
         ):
             return "unchanged"
         patch = {
             "metadata": {
-                "annotations": {SPEC_HASH: digest},
+                "annotations": annotations,
                 "labels": meta.get("labels", {}),
                 "ownerReferences": meta.get("ownerReferences", []),
             },

@@ -13,7 +13,7 @@ import kopf
 
 from bunko.errors import Conflict, InvalidInput, Unavailable
 from bunko.operator import kube, metrics, planner, rayservice, schemas
-from bunko.operator.status import condition, get_condition, merge_conditions, status_changes
+from bunko.operator.status import condition, generation_of, get_condition, merge_conditions, status_changes
 
 PLURAL = "pipelines"
 RETRY_DELAY_S = 30
@@ -40,13 +40,15 @@ def refuse(
     condition_type: str = "Planned",
 ) -> None:
     """An invalid spec: say so in a condition and an Event, and stop retrying until the spec changes."""
+    gen = generation_of(body)
     write_status(
         status,
         patch,
         {
             "phase": "Failed",
             "message": message,
-            "conditions": [condition(condition_type, False, reason, message)],
+            "observedGeneration": gen,
+            "conditions": [condition(condition_type, False, reason, message, generation=gen)],
         },
     )
     kopf.warn(body, reason=reason, message=message)
@@ -66,12 +68,14 @@ def reconcile_pipeline(
     **_: Any,
 ) -> None:
     assert namespace is not None  # a namespaced resource
+    gen = generation_of(body)
     with metrics.reconciling("Pipeline"):
         try:
             typed = schemas.parse_pipeline(spec)
             plan = planner.plan_pipeline(typed)
         except InvalidInput as exc:
             refuse(body, status, patch, "InvalidSpec", exc.message)
+        tell_collections(namespace, name, typed.embedding.model)
         metrics.PLAN_FEASIBLE.labels(namespace, name).set(1 if plan.feasible else 0)
         if not plan.feasible:
             write_status(
@@ -80,14 +84,15 @@ def reconcile_pipeline(
                 {
                     "phase": "Infeasible",
                     "message": plan.message,
+                    "observedGeneration": gen,
                     "placement": [],
-                    "conditions": [condition("Planned", False, plan.reason, plan.message)],
+                    "conditions": [condition("Planned", False, plan.reason, plan.message, generation=gen)],
                 },
             )
             kopf.warn(body, reason=plan.reason, message=plan.message)
             return
 
-        desired = rayservice.render_rayservice(name, namespace, typed, plan)
+        desired = rayservice.render_rayservice(name, namespace, typed, plan, generation=gen)
         kopf.adopt(desired)
         try:
             applied = kube.apply_rayservice(desired)
@@ -102,7 +107,7 @@ def reconcile_pipeline(
                 message=f"RayService {name} {applied}. {plan.message}",
             )
 
-        conditions = [condition("Planned", True, "Planned", plan.message)]
+        conditions = [condition("Planned", True, "Planned", plan.message, generation=gen)]
         ready = get_condition(status, "Ready")
         phase = status.get("phase") if status else None
         if applied != "unchanged" or ready is None or phase not in ("Ready", "Degraded", "Deploying"):
@@ -113,6 +118,7 @@ def reconcile_pipeline(
                     False,
                     "Deploying",
                     f"RayService {name} {applied}; waiting for KubeRay to report it ready",
+                    generation=gen,
                 )
             )
         write_status(
@@ -121,12 +127,30 @@ def reconcile_pipeline(
             {
                 "phase": phase,
                 "message": plan.message,
+                "observedGeneration": gen,
                 "rayService": name,
                 "placement": plan.placement_status(),
                 "endpoints": rayservice.endpoints(name, namespace, typed),
                 "conditions": conditions,
             },
         )
+
+
+# On the DocumentCollections that use a Pipeline: the embedding model it serves. A change reaches
+# their handler (bunko.operator.collection), which marks them ReindexRequired or re-queues their
+# documents. Not under kopf's own "bunko.dev/" prefix, which kopf leaves out of its diffs.
+EMBEDDING_ANNOTATION = f"pipeline.{kube.GROUP}/embedding-model"
+
+
+def tell_collections(namespace: str, pipeline: str, model: str) -> None:
+    """Annotate each DocumentCollection using ``pipeline`` with its embedding model, where it differs."""
+    try:
+        for coll in kube.collections_using(namespace, pipeline):
+            meta = coll.get("metadata") or {}
+            if (meta.get("annotations") or {}).get(EMBEDDING_ANNOTATION) != model:
+                kube.annotate("documentcollections", namespace, meta["name"], {EMBEDDING_ANNOTATION: model})
+    except Unavailable as exc:
+        raise kopf.TemporaryError(exc.message, delay=RETRY_DELAY_S) from exc
 
 
 def owning_pipeline(rs: Mapping[str, Any]) -> str | None:
@@ -175,13 +199,18 @@ def _mirror(
             "deployments": {},
         }
     else:
-        r = rayservice.readiness(body.get("status"))
+        rendered_for = (body.get("metadata", {}).get("annotations") or {}).get(rayservice.ANNOTATION_GENERATION)
+        pipeline_gen = generation_of(pipeline)
+        r = rayservice.readiness(
+            body.get("status"),
+            generation=generation_of(body),
+            pipeline_current=rendered_for is None or pipeline_gen is None or rendered_for == str(pipeline_gen),
+        )
     current = pipeline.get("status") or {}
+    ready_condition = condition("Ready", r["ready"], r["reason"], r["message"], generation=generation_of(pipeline))
     desired: dict[str, Any] = {
         "deployments": r["deployments"],
-        "conditions": merge_conditions(
-            current.get("conditions"), [condition("Ready", r["ready"], r["reason"], r["message"])]
-        ),
+        "conditions": merge_conditions(current.get("conditions"), [ready_condition]),
     }
     if current.get("phase") not in ("Infeasible", "Failed"):
         desired["phase"] = r["phase"]

@@ -34,6 +34,7 @@ class Gpu:
     type: str
     memory_gib: float
     reserve_gib: float
+    product: str | None = None  # the node label (GPU Feature Discovery) the spec names, if any
 
     @property
     def usable_gib(self) -> float:
@@ -178,7 +179,7 @@ def gpus_from_spec(profile: GpuProfile) -> list[Gpu]:
     gpus: list[Gpu] = []
     for entry in profile.gpus or []:
         for _ in range(entry.count):
-            gpus.append(Gpu(len(gpus), entry.type, entry.memory_gib, profile.reserve_gib))
+            gpus.append(Gpu(len(gpus), entry.type, entry.memory_gib, profile.reserve_gib, entry.product))
     return gpus
 
 

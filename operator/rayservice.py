@@ -21,18 +21,29 @@ from typing import Any
 import yaml
 
 from bunko.domain import MODEL_ROUTES, ModelRole
-from bunko.operator.catalogue import CATALOGUE
+from bunko.operator.catalogue import CATALOGUE, GPU_PRODUCT_LABEL, GPU_PRODUCTS
 from bunko.operator.kinds.pipeline import Embedding, Llm, ModelCache, ModelPart, Ocr, PipelineSpec, Ray, Reranker
-from bunko.operator.planner import Placement, Plan
+from bunko.operator.planner import Gpu, Placement, Plan
 from bunko.serving.config import app_name, build_serve_config, load_spec, validate_serve_config
 from bunko.serving.spec import ServingSpec
 
 LABEL_PIPELINE = "bunko.dev/pipeline"
+# The Pipeline's metadata.generation the RayService was rendered from: its status speaks for that
+# generation only (readiness(pipeline_current=...)).
+ANNOTATION_GENERATION = "bunko.dev/pipeline-generation"
 SERVE_PORT = 8000
 DASHBOARD_PORT = 8265
 CACHE_VOLUME = "model-cache"
 # A custom resource per planned GPU; deployments ask for this much of it, which pins them.
 PIN_AMOUNT = 0.001
+
+# Every Ray pod meets Pod Security "restricted": the rayproject/ray image's user (ray, 1000:100),
+# no privilege escalation, no capabilities, the runtime's default seccomp profile.
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+# The taint GPU node pools carry (GKE, AKS and the GPU operator's examples): GPU pods tolerate it.
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti)?$")
 _UNITS = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
@@ -149,8 +160,10 @@ def _pin_to_gpus(config: dict[str, Any], plan: Plan, sspec: ServingSpec) -> None
                     bundle[resource] = PIN_AMOUNT
 
 
-def render_rayservice(name: str, namespace: str, spec: PipelineSpec, plan: Plan) -> dict[str, Any]:
-    """The RayService for a feasible plan of the Pipeline ``name``."""
+def render_rayservice(
+    name: str, namespace: str, spec: PipelineSpec, plan: Plan, *, generation: int | None = None
+) -> dict[str, Any]:
+    """The RayService for a feasible plan of the Pipeline ``name`` (at ``generation``)."""
     if not plan.feasible:
         raise ValueError(f"cannot render an infeasible plan: {plan.message}")
     labels = {
@@ -163,14 +176,19 @@ def render_rayservice(name: str, namespace: str, spec: PipelineSpec, plan: Plan)
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            **({"annotations": {ANNOTATION_GENERATION: str(generation)}} if generation is not None else {}),
+        },
         "spec": {
             "serveConfigV2": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
             "upgradeStrategy": {"type": "None" if plan.single_gpu else "NewCluster"},
             "rayClusterConfig": {
                 "rayVersion": spec.ray.version,
                 "enableInTreeAutoscaling": False,
-                "headGroupSpec": _head(spec.ray, labels),
+                "headGroupSpec": _head(spec, labels),
                 "workerGroupSpecs": _workers(spec, plan, labels),
             },
         },
@@ -190,17 +208,43 @@ def _env(ray: Ray) -> list[dict[str, Any]]:
 
 
 def _pod_spec(
-    containers: list[dict[str, Any]], ray: Ray, volumes: list[dict[str, Any]] | None = None
+    containers: list[dict[str, Any]],
+    spec: PipelineSpec,
+    *,
+    gpu: Gpu | None = None,
+    volumes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    pod: dict[str, Any] = {"containers": containers}
+    """A Ray pod: hardened, placed by spec.placement, and for a GPU group on a node of its GPU."""
+    placement = spec.placement
+    pod: dict[str, Any] = {
+        "securityContext": dict(POD_SECURITY),
+        "containers": [{**c, "securityContext": dict(CONTAINER_SECURITY)} for c in containers],
+    }
     if volumes:
         pod["volumes"] = volumes
-    if ray.service_account_name:
-        pod["serviceAccountName"] = ray.service_account_name
+    if spec.ray.service_account_name:
+        pod["serviceAccountName"] = spec.ray.service_account_name
+    if placement.node_selector:
+        pod["nodeSelector"] = dict(placement.node_selector)
+    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in placement.tolerations]
+    if gpu is not None:
+        tolerations.insert(0, dict(GPU_TOLERATION))
+        products = (gpu.product,) if gpu.product else GPU_PRODUCTS.get(gpu.type, ())
+        if placement.gpu_affinity and products:
+            term = {"matchExpressions": [{"key": GPU_PRODUCT_LABEL, "operator": "In", "values": list(products)}]}
+            pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [term]}}}
+        if placement.runtime_class_name:
+            pod["runtimeClassName"] = placement.runtime_class_name
+    if tolerations:
+        pod["tolerations"] = tolerations
+    if placement.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": n} for n in placement.image_pull_secrets]
     return pod
 
 
-def _head(ray: Ray, labels: dict[str, str]) -> dict[str, Any]:
+def _head(spec: PipelineSpec, labels: dict[str, str]) -> dict[str, Any]:
+    ray = spec.ray
     res = {"cpu": ray.head.cpu, "memory": ray.head.memory}
     container = {
         "name": "ray-head",
@@ -217,7 +261,7 @@ def _head(ray: Ray, labels: dict[str, str]) -> dict[str, Any]:
     }
     return {
         "rayStartParams": {"num-gpus": "0", "num-cpus": "0", "dashboard-host": "0.0.0.0"},
-        "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec([container], ray)},
+        "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec([container], spec)},
     }
 
 
@@ -230,17 +274,16 @@ def _cache_volume(cache: ModelCache) -> dict[str, Any]:
 def _workers(spec: PipelineSpec, plan: Plan, labels: dict[str, str]) -> list[dict[str, Any]]:
     ray = spec.ray
     base = {"cpu": ray.worker.cpu, "memory": ray.worker.memory}
-    gpus = plan.gpus_used
-    groups: list[tuple[str, dict[str, str], dict[str, str]]] = []
-    if not gpus:
-        groups.append(("cpu", dict(base), {"num-gpus": "0"}))
-    for gpu in gpus:
+    groups: list[tuple[str, dict[str, str], dict[str, str], Gpu | None]] = []
+    if not plan.gpus_used:
+        groups.append(("cpu", dict(base), {"num-gpus": "0"}, None))
+    for gpu in plan.gpus_used:
         params = {"num-gpus": "1"}
         if len(plan.gpus) > 1:
             params["resources"] = f'"{{\\"{gpu_resource(gpu.index)}\\": 1}}"'
-        groups.append((f"gpu-{gpu.index}", {**base, "nvidia.com/gpu": "1"}, params))
+        groups.append((f"gpu-{gpu.index}", {**base, "nvidia.com/gpu": "1"}, params, gpu))
     out = []
-    for group, res, params in groups:
+    for group, res, params, gpu in groups:
         container = {
             "name": "ray-worker",
             "image": ray.image,
@@ -258,7 +301,7 @@ def _workers(spec: PipelineSpec, plan: Plan, labels: dict[str, str]) -> list[dic
                 "rayStartParams": params,
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": _pod_spec([container], ray, [_cache_volume(spec.model_cache)]),
+                    "spec": _pod_spec([container], spec, gpu=gpu, volumes=[_cache_volume(spec.model_cache)]),
                 },
             }
         )
@@ -276,11 +319,18 @@ def endpoints(name: str, namespace: str, spec: PipelineSpec) -> dict[str, str]:
 # --- reading a RayService's status back -----------------------------------------------------------
 
 
-def readiness(rs_status: Mapping[str, Any] | None) -> dict[str, Any]:
+def readiness(
+    rs_status: Mapping[str, Any] | None, *, generation: int | None = None, pipeline_current: bool = True
+) -> dict[str, Any]:
     """What a RayService's status means for its Pipeline: phase, Ready condition, deployment states.
 
-    KubeRay v1.7 reports ``conditions`` (``Ready``, ``UpgradeInProgress``) and, per Serve
-    application, ``activeServiceStatus.applicationStatuses.<app>.serveDeploymentStatuses``.
+    KubeRay v1.7 reports ``conditions`` (``Ready``, ``UpgradeInProgress``), ``observedGeneration``,
+    ``pendingServiceStatus`` while a new cluster is coming up and, per Serve application,
+    ``activeServiceStatus.applicationStatuses.<app>.serveDeploymentStatuses``. Ready needs all of:
+    the RayService rendered from the Pipeline's current spec (``pipeline_current``), KubeRay having
+    acted on the RayService's current spec (``observedGeneration`` = ``generation``), no upgrade
+    or rollback under way, and KubeRay's own Ready. An old status can then never mark a changed
+    Pipeline Ready.
     """
     rs_status = rs_status or {}
     deployments: dict[str, dict[str, str]] = {}
@@ -307,12 +357,30 @@ def readiness(rs_status: Mapping[str, Any] | None) -> dict[str, Any]:
         ready = rs_status.get("serviceStatus") == "Running"
         reason = "Running" if ready else "WaitingForRayService"
         message = ""
+    observed = rs_status.get("observedGeneration")
+    pending = (rs_status.get("pendingServiceStatus") or {}).get("applicationStatuses")
     if failing:
         phase, message = "Degraded", "; ".join(failing)
         reason = "DeploymentFailing"
         ready = False
+    elif _condition_true(rs_status, "RollbackInProgress"):
+        phase, reason, ready = "Degraded", "RollbackInProgress", False
+        message = "KubeRay is rolling the RayService back to its previous cluster"
+    elif not pipeline_current:
+        phase, reason, ready = "Deploying", "PipelineChanged", False
+        message = "the Pipeline changed; its RayService is being updated"
+    elif generation is not None and observed is not None and int(observed) < generation:
+        phase, reason, ready = "Deploying", "RayServiceUpdating", False
+        message = f"KubeRay has not yet acted on the RayService's change (generation {observed} of {generation})"
+    elif _condition_true(rs_status, "UpgradeInProgress") or pending:
+        phase, reason, ready = "Deploying", "UpgradeInProgress", False
+        message = "a new Ray cluster is starting with the change; the previous one keeps serving"
     else:
         phase = "Ready" if ready else "Deploying"
     if not message:
         message = "every Serve deployment is healthy" if ready else "the RayService is starting"
     return {"phase": phase, "ready": ready, "reason": reason, "message": message, "deployments": deployments}
+
+
+def _condition_true(rs_status: Mapping[str, Any], type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in rs_status.get("conditions") or [])

@@ -15,13 +15,26 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def condition(type_: str, status: bool | None, reason: str, message: str = "") -> dict[str, str]:
+def generation_of(body: Mapping[str, Any]) -> int | None:
+    """An object's metadata.generation (None where the API server set none, as emulators may)."""
+    value = (body.get("metadata") or {}).get("generation")
+    return int(value) if value is not None else None
+
+
+def condition(
+    type_: str, status: bool | None, reason: str, message: str = "", *, generation: int | None = None
+) -> dict[str, Any]:
+    """A condition; ``generation`` is the object's metadata.generation it was judged for
+    (``observedGeneration``, as in metav1.Condition), so a tool can tell a stale one."""
     value = "Unknown" if status is None else ("True" if status else "False")
-    return {"type": type_, "status": value, "reason": reason, "message": message}
+    out: dict[str, Any] = {"type": type_, "status": value, "reason": reason, "message": message}
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
 
 
 def merge_conditions(
-    current: Sequence[Mapping[str, Any]] | None, updates: Sequence[Mapping[str, str]]
+    current: Sequence[Mapping[str, Any]] | None, updates: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """``current`` with ``updates`` applied by type; a condition's time moves only when its status does."""
     out = [dict(c) for c in current or []]

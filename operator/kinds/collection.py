@@ -168,6 +168,7 @@ KIND: dict[str, Any] = {
     "columns": [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.status=="False")].reason'},
         {"name": "Documents", "type": "integer", "jsonPath": ".status.documentCount"},
         {"name": "Chunks", "type": "integer", "priority": 1, "jsonPath": ".status.chunkCount"},
         {"name": "Pipeline", "type": "string", "jsonPath": ".spec.pipelineRef.name"},
@@ -186,6 +187,7 @@ KIND: dict[str, Any] = {
         "embeddingDim": {"type": "integer"},
         "documentCount": {"type": "integer"},
         "chunkCount": {"type": "integer"},
+        "observedGeneration": {"type": "integer"},
         "indexedWith": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         "indexVersion": {
             "type": "string",

@@ -51,6 +51,11 @@ class Gpus(SpecModel):
     type: str = Field(pattern=DNS_LABEL, max_length=40)
     memory_gib: float = Field(gt=0, le=1024)
     count: int = Field(default=1, ge=1, le=16)
+    product: str | None = Field(
+        default=None, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="The nodes' nvidia.com/gpu.product label (GPU Feature Discovery) for these GPUs; "
+        "set, the GPU pods are pinned to such nodes.",
+    )
 
 
 class GpuProfile(SpecModel):
@@ -167,6 +172,39 @@ class Llm(ModelPart):
         return self.engine not in ("proxy", "none")
 
 
+class Toleration(SpecModel):
+    key: str | None = Field(default=None, max_length=253)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class Placement(SpecModel):
+    """Where the Ray pods may run. GPU pods also tolerate the nvidia.com/gpu taint and, for a named
+    profile (or gpus[].product), require nodes whose nvidia.com/gpu.product label matches."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, json_schema_extra={"default": {}},
+        description="Labels every Ray pod's node must carry (e.g. a node pool).",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=16, json_schema_extra={"default": []},
+        description="Taints every Ray pod tolerates, beside the GPU taint GPU pods always tolerate.",
+    )
+    gpu_affinity: bool = Field(
+        default=True, description="Pin GPU pods to nodes of the planned GPU product (GFD labels)."
+    )
+    runtime_class_name: str | None = Field(
+        default=None, max_length=63, pattern=DNS_LABEL,
+        description="RuntimeClass of the GPU pods (e.g. nvidia where the NVIDIA runtime is not the default).",
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list, max_length=8, json_schema_extra={"default": []},
+        description="Secrets for pulling the serving image.",
+    )
+
+
 class HeadGroup(SpecModel):
     cpu: str = Field(default="2", pattern=CPU_QUANTITY)
     memory: str = Field(default="8Gi", pattern=QUANTITY)
@@ -223,6 +261,7 @@ class PipelineSpec(SpecModel):
     llm: Llm | None = None
     ray: Ray = defaulted(Ray)
     model_cache: ModelCache = defaulted(ModelCache)
+    placement: Placement = defaulted(Placement)
 
     def models(self) -> list[tuple[ModelRole, ModelPart]]:
         """The roles this spec names, in the one role order (an LLM of engine none included)."""
@@ -259,6 +298,8 @@ KIND: dict[str, Any] = {
     "columns": [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        # Why it is not Ready or not planned: the reason of every condition that is False.
+        {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.status=="False")].reason'},
         {"name": "Profile", "type": "string", "jsonPath": ".spec.gpuProfile.name"},
         {"name": "LLM", "type": "string", "priority": 1, "jsonPath": ".spec.llm.model"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -308,6 +308,7 @@ def test_external_stores_replace_the_subcharts(helm_env, chart):
         f"{RELEASE}-api",
         f"{RELEASE}-worker",
         f"{RELEASE}-operator",
+        f"{RELEASE}-ray",
     }
     env = {
         e["name"]: e
@@ -353,6 +354,30 @@ def test_network_policies_admit_the_ingress_only_to_the_api_and_bunko_pods_only_
             policies[f"{RELEASE}-postgresql"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
             d["spec"]["template"]["metadata"]["labels"],
         )
+
+
+def test_ray_pods_admit_bunko_to_serve_and_only_ray_and_kuberay_to_the_dashboard(helm_env, chart):
+    docs = render(helm_env, chart, "values-rtx4090.yaml")
+    ray = one(docs, "NetworkPolicy", f"{RELEASE}-ray")["spec"]
+    # The policy selects the pods the operator renders (bunko.operator.rayservice's labels).
+    assert ray["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": "serving",
+                                                 "app.kubernetes.io/managed-by": "bunko-operator"}
+    by_port: dict[int | None, list[dict[str, Any]]] = {}
+    for rule in ray["ingress"]:
+        for port in rule.get("ports") or [{"port": None}]:
+            by_port.setdefault(port["port"], []).extend(rule["from"])
+    bunko = {"app.kubernetes.io/part-of": "bunko", "app.kubernetes.io/instance": RELEASE}
+    assert {"podSelector": {"matchLabels": bunko}} in by_port[8000]
+    dashboard = by_port[8265] + by_port[None]  # None: every port, from other Ray pods only
+    assert {str(f.get("podSelector", {}).get("matchLabels")) for f in dashboard} == {
+        str({"app.kubernetes.io/name": "kuberay-operator"}), str({"ray.io/is-ray-node": "yes"})}
+    assert all(f.get("podSelector", {}).get("matchLabels") != bunko for f in dashboard)
+    # ... and those are the labels of the pods the operator renders for the chart's Pipeline.
+    spec = schemas.parse_pipeline(one(docs, "Pipeline", "default")["spec"])
+    body = rayservice.render_rayservice("default", NAMESPACE, spec, planner.plan_pipeline(spec))
+    cluster = body["spec"]["rayClusterConfig"]
+    for template in [cluster["headGroupSpec"]["template"], *(g["template"] for g in cluster["workerGroupSpecs"])]:
+        assert _selects(ray["podSelector"]["matchLabels"], template["metadata"]["labels"])
 
 
 def test_hpa_and_pdb_target_the_api_and_worker(helm_env, chart):

@@ -62,3 +62,24 @@ def test_0002_keeps_documents_and_lets_a_second_owner_hold_the_same_file(empty_u
     with pytest.raises(IntegrityError):  # still one copy per owner
         _insert_document(empty_url, "d-bob-2", "bob")
     get_engine(empty_url).dispose()
+
+
+@pytest.mark.postgres
+def test_pods_starting_together_migrate_one_at_a_time(tmp_path):
+    # A rollout starts api, worker and operator pods at once, each running the migrations: as
+    # separate processes against one fresh database, every one must succeed and leave it at head.
+    import subprocess
+    import sys
+
+    name, url = create_pg_database("bunko_race")
+    try:
+        code = "import sys; from bunko.store.db import migrate; migrate(sys.argv[1])"
+        procs = [subprocess.Popen([sys.executable, "-P", "-c", code, url], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, outputs
+        command.check(alembic_config(url))
+        with get_engine(url).connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    finally:
+        drop_pg_database(name, url)

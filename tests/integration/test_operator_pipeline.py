@@ -125,3 +125,45 @@ def test_infeasible_pipeline_gets_planned_false_and_no_rayservice(cluster):
         assert cluster.get("RayService", "seed-split") is None
         assert cluster.writes("RayService") == []
     assert runner.exception is None
+
+
+def test_an_old_rayservice_status_never_marks_a_changed_pipeline_ready(cluster):
+    pipeline = example("pipeline.cpu.yaml")
+    name = pipeline["metadata"]["name"]
+
+    def report(observed: int) -> None:  # what KubeRay writes once it has acted on a generation
+        cluster.patch_status("RayService", name, {
+            "observedGeneration": observed,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "RunningServeApps", "message": "",
+                            "lastTransitionTime": "2026-12-06T00:00:00Z"}]})
+
+    def pipeline_where(check, what):
+        return wait_for(lambda: (o := cluster.get("Pipeline", name)) and check(o) and o, what=what)
+
+    with operator_running() as runner:
+        cluster.apply(pipeline)
+        rs = wait_for(lambda: cluster.get("RayService", name), what="the RayService")
+        report(rs["metadata"]["generation"])
+        p = pipeline_where(lambda o: o["status"].get("phase") == "Ready", "phase Ready")
+        assert p["status"]["observedGeneration"] == p["metadata"]["generation"] == 1
+        assert _condition(p, "Ready")["observedGeneration"] == 1
+
+        changed = copy.deepcopy(pipeline)
+        changed["spec"]["embedding"]["batchSize"] = 16
+        cluster.apply(changed)
+        p = pipeline_where(lambda o: o["status"].get("observedGeneration") == 2, "observedGeneration 2")
+        assert p["status"]["phase"] == "Deploying"
+        rs = wait_for(lambda: (o := cluster.get("RayService", name)) and o["metadata"]["generation"] == 2 and o,
+                      what="the RayService's new generation")
+        # KubeRay re-delivers its status for the old generation: the Pipeline stays not Ready.
+        report(1)
+        time.sleep(2)
+        p = cluster.get("Pipeline", name)
+        assert p["status"]["phase"] == "Deploying"
+        assert _condition(p, "Ready")["status"] == "False"
+        assert _condition(p, "Ready")["reason"] in ("RayServiceUpdating", "Deploying")
+        # Once KubeRay has acted on the new generation, it is Ready again, for generation 2.
+        report(2)
+        p = pipeline_where(lambda o: o["status"].get("phase") == "Ready", "phase Ready again")
+        assert _condition(p, "Ready")["observedGeneration"] == 2
+    assert runner.exception is None

@@ -17,6 +17,7 @@ from bunko.operator.planner import plan_pipeline
 from bunko.operator.rayservice import readiness, render_rayservice, serving_spec
 from bunko.operator.schemas import parse_pipeline
 from bunko.operator.status import contains, merge_patch
+from tests.support.pod_security import restricted_violations
 
 ROOT = Path(__file__).resolve().parents[2]
 # shared/ sits beside the repository (here and in CI).
@@ -153,3 +154,94 @@ def test_merge_patch_and_contains():
     assert merge_patch(live, desired) == {"b": {"c": 5, "d": None}, "e": [1], "default": None}
     assert contains({"a": 1, "b": {"c": 5, "extra": 0}, "e": [1]}, desired)
     assert not contains(live, desired)
+
+
+def _pods(body):
+    spec = body["spec"]["rayClusterConfig"]
+    yield "head", spec["headGroupSpec"]["template"]["spec"]
+    for group in spec["workerGroupSpecs"]:
+        yield group["groupName"], group["template"]["spec"]
+
+
+@pytest.mark.parametrize("path", PIPELINE_EXAMPLES, ids=[p.name for p in PIPELINE_EXAMPLES])
+def test_every_ray_pod_meets_pod_security_restricted(path):
+    _, _, body = render(yaml.safe_load(path.read_text())["spec"])
+    for group, pod in _pods(body):
+        assert restricted_violations(pod) == [], group
+
+
+def test_a_restricted_check_catches_a_pod_that_breaks_it():
+    _, _, body = render(yaml.safe_load(PIPELINE_EXAMPLES[0].read_text())["spec"])
+    _, pod = next(_pods(body))
+    pod = copy.deepcopy(pod)
+    pod["containers"][0]["securityContext"] = {"privileged": True}
+    assert any("privileged" in v for v in restricted_violations(pod))
+
+
+def test_gpu_pods_land_on_the_planned_gpu_and_tolerate_its_taint():
+    spec = yaml.safe_load((ROOT / "crds/examples/pipeline.rtx4090.yaml").read_text())["spec"]
+    _, plan, body = render(spec)
+    gpu_pods = [(g, p) for g, p in _pods(body) if g.startswith("gpu-")]
+    assert gpu_pods and len(gpu_pods) == len(plan.gpus_used)
+    for _, pod in gpu_pods:
+        (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"]
+        assert term["matchExpressions"] == [
+            {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-GeForce-RTX-4090"]}]
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    head = dict(_pods(body))["head"]
+    assert "affinity" not in head and "tolerations" not in head  # the head holds no GPU
+
+
+def test_placement_reaches_every_ray_pod_and_validates_against_kuberay():
+    spec = yaml.safe_load((ROOT / "crds/examples/pipeline.multigpu.yaml").read_text())["spec"]
+    spec["placement"] = {
+        "nodeSelector": {"pool": "inference"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "bunko", "effect": "NoSchedule"}],
+        "runtimeClassName": "nvidia",
+        "imagePullSecrets": ["registry-creds"],
+    }
+    _, _, body = render(spec)
+    assert kuberay_errors(body) == []
+    for group, pod in _pods(body):
+        assert pod["nodeSelector"] == {"pool": "inference"}, group
+        assert pod["imagePullSecrets"] == [{"name": "registry-creds"}], group
+        assert {"key": "dedicated", "operator": "Equal", "value": "bunko", "effect": "NoSchedule"} in pod[
+            "tolerations"], group
+        assert (pod.get("runtimeClassName") == "nvidia") == group.startswith("gpu-"), group
+
+
+def test_an_explicit_gpu_list_pins_by_its_product_label_or_not_at_all():
+    spec = yaml.safe_load((ROOT / "crds/examples/pipeline.rtx4090.yaml").read_text())["spec"]
+    spec["gpuProfile"] = {"gpus": [{"type": "l40s", "memoryGiB": 48, "product": "NVIDIA-L40S"}]}
+    _, _, body = render(spec)
+    pods = dict(_pods(body))
+    expr = pods["gpu-0"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"][0]["matchExpressions"][0]
+    assert expr["values"] == ["NVIDIA-L40S"]
+    del spec["gpuProfile"]["gpus"][0]["product"]
+    _, _, body = render(spec)
+    assert "affinity" not in dict(_pods(body))["gpu-0"]  # no label known: nothing to pin to
+
+
+READY = {"conditions": [{"type": "Ready", "status": "True", "reason": "RunningServeApps"}]}
+
+
+@pytest.mark.parametrize(
+    ("status", "kwargs", "phase", "reason"),
+    [
+        ({**READY, "observedGeneration": 2}, {"generation": 2}, "Ready", "RunningServeApps"),
+        ({**READY, "observedGeneration": 1}, {"generation": 2}, "Deploying", "RayServiceUpdating"),
+        (READY, {"pipeline_current": False}, "Deploying", "PipelineChanged"),
+        ({"conditions": [*READY["conditions"], {"type": "UpgradeInProgress", "status": "True"}]}, {},
+         "Deploying", "UpgradeInProgress"),
+        ({**READY, "pendingServiceStatus": {"applicationStatuses": {"bunko-llm": {"status": "DEPLOYING"}}}}, {},
+         "Deploying", "UpgradeInProgress"),
+        ({"conditions": [*READY["conditions"], {"type": "RollbackInProgress", "status": "True"}]}, {},
+         "Degraded", "RollbackInProgress"),
+    ],
+    ids=["current", "kuberay-behind", "pipeline-changed", "upgrading", "pending-cluster", "rolling-back"],
+)
+def test_readiness_is_ready_only_for_the_current_spec_with_no_upgrade_under_way(status, kwargs, phase, reason):
+    r = readiness(status, **kwargs)
+    assert (r["phase"], r["reason"], r["ready"]) == (phase, reason, phase == "Ready")

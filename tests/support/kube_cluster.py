@@ -29,8 +29,8 @@ PLURALS = {
 
 
 class Emulator(kmock.KubernetesEmulator):
-    """Fills what an API server fills on create (uid, resourceVersion, timestamp, namespace) and
-    bumps resourceVersion on every change."""
+    """Fills what an API server fills on create (uid, resourceVersion, generation, timestamp,
+    namespace), bumps resourceVersion on every change and generation on every change of spec."""
 
     _versions = itertools.count(1)
     # The current resourceVersion per object, kept here: the emulator's own object view is keyed
@@ -39,6 +39,10 @@ class Emulator(kmock.KubernetesEmulator):
     def _object_versions(self) -> dict[tuple[str, str | None, str], str]:
         return self.__dict__.setdefault("_current_versions", {})  # type: ignore[no-any-return]
 
+    @property
+    def _object_generations(self) -> dict[tuple[str, str | None, str], int]:
+        return self.__dict__.setdefault("_current_generations", {})  # type: ignore[no-any-return]
+
     @staticmethod
     def _key(request: Any, name: str | None) -> tuple[str, str | None, str]:
         return (str(getattr(request.resource, "plural", request.resource)), request.namespace, name or "")
@@ -46,6 +50,7 @@ class Emulator(kmock.KubernetesEmulator):
     async def _handle(self, request: Any) -> Any:
         if request.resource is not None and request.action == kmock.action.DELETE and request.name:
             self._object_versions.pop(self._key(request, request.name), None)
+            self._object_generations.pop(self._key(request, request.name), None)
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == kmock.action.CREATE:
                 meta = request.data.setdefault("metadata", {})
@@ -56,6 +61,7 @@ class Emulator(kmock.KubernetesEmulator):
                     "creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 )
                 meta.setdefault("generation", 1)
+                self._object_generations[self._key(request, meta.get("name"))] = int(meta["generation"])
                 if request.namespace:
                     meta.setdefault("namespace", request.namespace)
                 meta["resourceVersion"] = str(next(self._versions))
@@ -75,6 +81,11 @@ class Emulator(kmock.KubernetesEmulator):
                     )
                 meta["resourceVersion"] = str(next(self._versions))
                 self._object_versions[key] = meta["resourceVersion"]
+                # As the API server: a change of spec (not of status, not of metadata alone) is a
+                # new generation; controllers report the one they acted on as observedGeneration.
+                if request.subresource is None and "spec" in request.data:
+                    self._object_generations[key] = self._object_generations.get(key, 1) + 1
+                    meta["generation"] = self._object_generations[key]
         return await super()._handle(request)
 
 
