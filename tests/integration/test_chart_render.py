@@ -380,6 +380,23 @@ def test_ray_pods_admit_bunko_to_serve_and_only_ray_and_kuberay_to_the_dashboard
         assert _selects(ray["podSelector"]["matchLabels"], template["metadata"]["labels"])
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_autoscaled_deployment_starts_within_its_hpa_bounds(helm_env, chart, overlay):
+    docs = render(helm_env, chart, overlay)
+    for hpa in find(docs, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        replicas = one(docs, "Deployment", target)["spec"].get("replicas")
+        if replicas is not None:  # the HPA would fight the Deployment on every rollout
+            assert hpa["spec"]["minReplicas"] <= replicas <= hpa["spec"]["maxReplicas"], (overlay, target)
+
+
+def test_the_operator_is_ready_only_when_kopf_answers(helm_env, chart):
+    pod = one(render(helm_env, chart), "Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]
+    probe = pod["containers"][0]["readinessProbe"]["httpGet"]
+    assert (probe["path"], probe["port"]) == ("/healthz", "health")
+    assert "--liveness=http://0.0.0.0:8080/healthz" in pod["containers"][0]["args"]
+
+
 def test_hpa_and_pdb_target_the_api_and_worker(helm_env, chart):
     docs = render(helm_env, chart)
     for component in ("api", "worker"):
