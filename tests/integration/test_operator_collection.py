@@ -198,3 +198,29 @@ def test_a_new_embedding_model_in_the_pipeline_reaches_its_collections(cluster, 
             c, "ReindexRequired")["message"]
         assert c["metadata"]["annotations"]["pipeline.bunko.dev/embedding-model"] == "cl-nagoya/ruri-v3-310m"
     assert runner.exception is None
+
+
+def test_a_delete_waiting_for_a_store_says_deleting_then_finishes(cluster, stores, monkeypatch):
+    coll = example("documentcollection.default.yaml")
+    coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
+    with operator_running() as runner:
+        cluster.apply(example("pipeline.cpu.yaml"))
+        cluster.apply(coll)
+        wait_for(lambda: ((cluster.get("DocumentCollection", "reports") or {}).get("status") or {}).get("phase")
+                 == "Ready", what="phase Ready")
+        # The object store goes away (nothing listens there) before the delete.
+        monkeypatch.setenv("BUNKO_OBJECT_STORE_URL", "s3://127.0.0.1:9")
+        monkeypatch.setenv("BUNKO_S3_ACCESS_KEY", "k")
+        monkeypatch.setenv("BUNKO_S3_SECRET_KEY", "s")
+        collection.close_runtime()
+        cluster.delete("DocumentCollection", "reports")
+        c = wait_for(lambda: (o := cluster.get("DocumentCollection", "reports"))
+                     and (o.get("status") or {}).get("phase") == "Deleting" and o, what="phase Deleting")
+        assert _condition(c, "Ready")["reason"] == "StoreUnavailable"
+        assert "bunko.dev/finalizer" in c["metadata"]["finalizers"]
+        # The store is back: the retry removes everything and the object goes.
+        monkeypatch.delenv("BUNKO_OBJECT_STORE_URL")
+        collection.close_runtime()
+        wait_for(lambda: cluster.get("DocumentCollection", "reports") is None, what="the object to go", timeout=60)
+    assert runner.exception is None
+    assert not collection.runtime().vectors.has("bunko_reports")
