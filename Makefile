@@ -58,7 +58,9 @@ test-fast: setup
 LINT_TREE := build/lint-tree
 lint: setup
 	$(BIN)/ruff check .
-	rm -rf $(LINT_TREE)
+	# build/lib is setuptools' staging folder: a module deleted or moved in the source would
+	# otherwise live on there and be installed into the tree checked below.
+	rm -rf $(LINT_TREE) build/lib build/bdist.*
 	$(BIN)/pip install -q --no-deps --no-build-isolation --target $(LINT_TREE) .
 	cd $(LINT_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache -p bunko
 	cd $(LINT_TREE) && $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/.importlinter

@@ -10,7 +10,7 @@ cache the answer.
 ``ask_stream`` yields the same work as events: ``token`` (text as it is produced), then one
 ``sources``, then one ``done`` holding the whole answer; ``ask`` returns the final answer.
 
-Confidence and sources are composed in ``bunko.generate.compose``; the cache key is
+Confidence and sources are composed in ``bunko.answers``; the cache key is
 ``bunko.answer_cache``. The answer is serialised once, here, for the events (and the cache).
 """
 
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from bunko import metrics
 from bunko.answer_cache import cache_key
+from bunko.answers import compose_answer, not_found
 from bunko.collections import DEFAULT_COLLECTION, collection_config, readable_collection
 from bunko.domain import Principal
 from bunko.errors import BunkoError
 from bunko.generate.citations import strip_invalid_citations
-from bunko.generate.compose import compose_answer, not_found
 from bunko.generate.extractive import extractive_answer
 from bunko.generate.prompts import STOP_SEQUENCES, build_messages
 from bunko.generate.tokens import token_counter

@@ -87,6 +87,19 @@ def reconcile_collection(
     patch: kopf.Patch,
     **_: Any,
 ) -> None:
+    reconcile(spec, name, namespace, uid, body, status, patch)
+
+
+def reconcile(
+    spec: kopf.Spec,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    body: kopf.Body,
+    status: kopf.Status,
+    patch: kopf.Patch,
+) -> None:
+    """Make the stores match the spec and report it (every handler that reconciles calls this)."""
     assert namespace is not None
     with metrics.reconciling("DocumentCollection"):
         try:
@@ -203,8 +216,7 @@ def pipeline_embedding_changed(
     """The Pipeline's embedding model changed (bunko.operator.pipeline.tell_collections): reconcile
     again, which sets ReindexRequired (reindexPolicy Manual) or re-queues every document (Automatic)."""
     if new:
-        reconcile_collection(spec=spec, name=name, namespace=namespace, uid=uid, body=body, status=status,
-                             patch=patch)
+        reconcile(spec, name, namespace, uid, body, status, patch)
 
 
 @kopf.on.field(kube.GROUP, kube.VERSION, PLURAL, field=["metadata", "annotations", REINDEX_ANNOTATION])

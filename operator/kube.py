@@ -74,7 +74,8 @@ def get_pipeline(namespace: str, name: str) -> dict[str, Any] | None:
 def collections_using(namespace: str, pipeline: str) -> list[dict[str, Any]]:
     """The DocumentCollections of ``namespace`` whose spec.pipelineRef names ``pipeline``."""
     with _translated("list documentcollections"), custom_objects() as api:
-        found = api.list_namespaced_custom_object(GROUP, VERSION, namespace, "documentcollections")
+        found = cast(dict[str, Any],
+                     api.list_namespaced_custom_object(GROUP, VERSION, namespace, "documentcollections"))
     return [c for c in found.get("items", [])
             if ((c.get("spec") or {}).get("pipelineRef") or {}).get("name") == pipeline]
 

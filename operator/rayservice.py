@@ -283,7 +283,7 @@ def _workers(spec: PipelineSpec, plan: Plan, labels: dict[str, str]) -> list[dic
             params["resources"] = f'"{{\\"{gpu_resource(gpu.index)}\\": 1}}"'
         groups.append((f"gpu-{gpu.index}", {**base, "nvidia.com/gpu": "1"}, params, gpu))
     out = []
-    for group, res, params, gpu in groups:
+    for group, res, params, group_gpu in groups:
         container = {
             "name": "ray-worker",
             "image": ray.image,
@@ -301,7 +301,7 @@ def _workers(spec: PipelineSpec, plan: Plan, labels: dict[str, str]) -> list[dic
                 "rayStartParams": params,
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": _pod_spec([container], spec, gpu=gpu, volumes=[_cache_volume(spec.model_cache)]),
+                    "spec": _pod_spec([container], spec, gpu=group_gpu, volumes=[_cache_volume(spec.model_cache)]),
                 },
             }
         )

@@ -37,3 +37,5 @@ _.close_connection
 _.daemon_threads
 pytestmark  # pytest reads it
 _.ignore_aliases  # PyYAML's Dumper calls it (operator/kinds/crd.py)
+_.effect  # Kubernetes reads these off the rendered tolerations (operator/kinds/pipeline.py Toleration)
+_.toleration_seconds

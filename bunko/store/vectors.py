@@ -227,12 +227,6 @@ class VectorStore:
                 detail={"uri": uri},
             ) from exc
 
-    @classmethod
-    def from_settings(cls) -> VectorStore:
-        from bunko.settings import get_settings
-
-        return open_vector_store(get_settings())
-
     def _reconnect(self) -> None:
         assert self._local is not None
         with contextlib.suppress(Exception):
