@@ -40,16 +40,16 @@ class CollectionConfig(BaseModel):
     table_max_chars: int = Field(default=recipe.TABLE_MAX_CHARS, ge=100, le=65536)
     dense_weight: float = Field(default=recipe.WEIGHTS[0], ge=0, le=1)
     sparse_weight: float = Field(default=recipe.WEIGHTS[1], ge=0, le=1)
-    dense_k: int = Field(default=20, ge=1, le=1000)
-    sparse_k: int = Field(default=20, ge=1, le=1000)
-    rerank_top_k: int = Field(default=5, ge=1, le=100)
-    rerank_threshold: float = Field(default=0.65, ge=0, le=1)
-    index_type: Literal["IVF_FLAT", "HNSW", "FLAT"] = "IVF_FLAT"
-    nlist: int = Field(default=128, ge=1, le=65536)
-    nprobe: int = Field(default=128, ge=1, le=65536)
+    dense_k: int = Field(default=recipe.DENSE_K, ge=1, le=1000)
+    sparse_k: int = Field(default=recipe.SPARSE_K, ge=1, le=1000)
+    rerank_top_k: int = Field(default=recipe.RERANK_TOP_K, ge=1, le=100)
+    rerank_threshold: float = Field(default=recipe.RERANK_THRESHOLD, ge=0, le=1)
+    index_type: Literal["IVF_FLAT", "HNSW", "FLAT"] = recipe.INDEX_TYPE
+    nlist: int = Field(default=recipe.NLIST, ge=1, le=65536)
+    nprobe: int = Field(default=recipe.NPROBE, ge=1, le=65536)
     hnsw_m: int = Field(default=16, ge=2, le=2048)
     hnsw_ef_construction: int = Field(default=200, ge=1, le=65536)
-    hnsw_ef: int = Field(default=128, ge=1, le=65536)
+    hnsw_ef: int = Field(default=recipe.HNSW_EF, ge=1, le=65536)
     # What the index was built with (bunko.retrieve.recipe); `bunko reindex` moves it to the current.
     index_version: str = recipe.INDEX_VERSION
     # Refusal without a reranker (bunko.retrieve.recipe.refuse); None turns it off.

@@ -214,8 +214,14 @@ def pipeline_embedding_changed(
     status: kopf.Status, patch: kopf.Patch, **_: Any,
 ) -> None:
     """The Pipeline's embedding model changed (bunko.operator.pipeline.tell_collections): reconcile
-    again, which sets ReindexRequired (reindexPolicy Manual) or re-queues every document (Automatic)."""
-    if new:
+    again, which sets ReindexRequired (reindexPolicy Manual) or re-queues every document (Automatic).
+
+    kopf keeps annotations under its own domain (and its subdomains) out of the state it compares,
+    so it calls this again at later events and on deletion: act only on a model the collection was
+    not built with, and never on an object being deleted (the finalizer handler owns that)."""
+    if not new or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    if new != (status or {}).get("embeddingModel"):
         reconcile(spec, name, namespace, uid, body, status, patch)
 
 
@@ -226,7 +232,10 @@ def reindex_requested(
     """``kubectl annotate documentcollection NAME reindex.bunko.dev/requested=$(date +%s) --overwrite``:
     rebuild the index with the current recipe and embedding model from the stored pages (the
     collection keeps answering meanwhile). A new value asks again; removing it asks nothing."""
-    if not new or new == old:
+    # Compared with what was last acted on, not with kopf's `old` (see pipeline_embedding_changed).
+    if not new or new == old or str(new) == (status or {}).get("reindexedFor"):
+        return
+    if body.get("metadata", {}).get("deletionTimestamp"):
         return
     from bunko.ingest.reindex import reindex_collection
 

@@ -22,6 +22,15 @@ TABLE_MAX_CHARS = 2048
 # "minmax": bunko.retrieve.fusion over two searches; "weighted" / "rrf": Milvus's own rankers.
 FUSION: Literal["minmax", "weighted", "rrf"] = "minmax"
 WEIGHTS: tuple[float, float] = (0.7, 0.3)
+# Search and rerank defaults of every collection (CollectionConfig, SearchParams; ARCHITECTURE.md §6).
+DENSE_K = 20
+SPARSE_K = 20
+RERANK_TOP_K = 5
+RERANK_THRESHOLD = 0.65
+INDEX_TYPE: Literal["IVF_FLAT", "HNSW", "FLAT"] = "IVF_FLAT"
+NLIST = 128
+NPROBE = 128
+HNSW_EF = 128
 
 
 @dataclass(frozen=True)

@@ -28,17 +28,17 @@ from bunko.text.navigation import is_navigation
 
 @dataclass(frozen=True)
 class SearchParams:
-    """Per-collection search parameters; the defaults are ARCHITECTURE.md §6's."""
+    """Per-collection search parameters; the defaults are the recipe's (ARCHITECTURE.md §6)."""
 
-    dense_k: int = 20
-    sparse_k: int = 20
-    weights: tuple[float, float] = (0.7, 0.3)  # (dense, bm25)
-    rerank_top_k: int = 5
-    rerank_threshold: float = 0.65
-    index_type: Literal["IVF_FLAT", "HNSW", "FLAT"] = "IVF_FLAT"
-    nlist: int = 128
-    nprobe: int = 128
-    hnsw_ef: int = 128
+    dense_k: int = recipe.DENSE_K
+    sparse_k: int = recipe.SPARSE_K
+    weights: tuple[float, float] = recipe.WEIGHTS  # (dense, bm25)
+    rerank_top_k: int = recipe.RERANK_TOP_K
+    rerank_threshold: float = recipe.RERANK_THRESHOLD
+    index_type: Literal["IVF_FLAT", "HNSW", "FLAT"] = recipe.INDEX_TYPE
+    nlist: int = recipe.NLIST
+    nprobe: int = recipe.NPROBE
+    hnsw_ef: int = recipe.HNSW_EF
     keyword_shift: float = KEYWORD_SHIFT
     fusion: Literal["minmax", "weighted", "rrf"] = recipe.FUSION
     index_version: str = recipe.INDEX_VERSION

