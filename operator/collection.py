@@ -221,7 +221,7 @@ def pipeline_embedding_changed(
     not built with, and never on an object being deleted (the finalizer handler owns that)."""
     if not new or body.get("metadata", {}).get("deletionTimestamp"):
         return
-    if new != (status or {}).get("embeddingModel"):
+    if new != status.get("embeddingModel"):
         reconcile(spec, name, namespace, uid, body, status, patch)
 
 
@@ -233,7 +233,7 @@ def reindex_requested(
     rebuild the index with the current recipe and embedding model from the stored pages (the
     collection keeps answering meanwhile). A new value asks again; removing it asks nothing."""
     # Compared with what was last acted on, not with kopf's `old` (see pipeline_embedding_changed).
-    if not new or new == old or str(new) == (status or {}).get("reindexedFor"):
+    if not new or new == old or str(new) == status.get("reindexedFor"):
         return
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
