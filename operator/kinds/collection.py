@@ -168,7 +168,8 @@ KIND: dict[str, Any] = {
     "columns": [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-        {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.status=="False")].reason'},
+        # The Ready condition's reason: why it is not ready (ReindexRequired=False is good news).
+        {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
         {"name": "Documents", "type": "integer", "jsonPath": ".status.documentCount"},
         {"name": "Chunks", "type": "integer", "priority": 1, "jsonPath": ".status.chunkCount"},
         {"name": "Pipeline", "type": "string", "jsonPath": ".spec.pipelineRef.name"},

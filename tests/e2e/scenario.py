@@ -728,9 +728,15 @@ class E2E:
             wait_until(counted, timeout=75, what="the DocumentCollection's document count")
         table = self.kubectl("get", "pipelines,documentcollections")
         say("    $ kubectl get pipelines,documentcollections\n    " + table.strip().replace("\n", "\n    "))
-        row = next((ln.split() for ln in table.splitlines() if OPERATOR_COLLECTION in ln), [])
+        # The column by its header: kubectl prints a table per kind, each with its own header line.
+        lines = table.splitlines()
+        at = next((i for i, ln in enumerate(lines) if OPERATOR_COLLECTION in ln), None)
+        header = next((lines[j].split() for j in range(at, -1, -1) if lines[j].startswith("NAME")), []) \
+            if at is not None else []
+        row = lines[at].split() if at is not None else []
+        documents = row[header.index("DOCUMENTS")] if "DOCUMENTS" in header and len(row) == len(header) else None
         self.report.check("the DocumentCollection's DOCUMENTS column counts its documents",
-                          len(row) > 3 and row[3] == str(in_db) and in_db > 0, f"{row} vs {in_db} in the database")
+                          documents == str(in_db) and in_db > 0, f"{header} {row} vs {in_db} in the database")
 
     def phase_verify(self) -> None:
         say("== 11. every accepted document: completed, exactly its chunks and vectors")
