@@ -74,22 +74,6 @@ def embedding_of(pipeline: Mapping[str, Any]) -> tuple[str, int]:
     return emb.model, catalogue.embedding_dim(emb.model, emb.dimension)
 
 
-@kopf.on.resume(kube.GROUP, kube.VERSION, PLURAL)
-@kopf.on.create(kube.GROUP, kube.VERSION, PLURAL)
-@kopf.on.update(kube.GROUP, kube.VERSION, PLURAL, field="spec")
-def reconcile_collection(
-    spec: kopf.Spec,
-    name: str,
-    namespace: str | None,
-    uid: str,
-    body: kopf.Body,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    **_: Any,
-) -> None:
-    reconcile(spec, name, namespace, uid, body, status, patch)
-
-
 def reconcile(
     spec: kopf.Spec,
     name: str,
@@ -98,6 +82,7 @@ def reconcile(
     body: kopf.Body,
     status: kopf.Status,
     patch: kopf.Patch,
+    **_: Any,
 ) -> None:
     """Make the stores match the spec and report it (every handler that reconciles calls this)."""
     assert namespace is not None
@@ -201,6 +186,16 @@ def reconcile(
                 },
             )
         write_status(status, patch, desired)
+
+
+# Registered by call rather than as decorators, so that `reconcile` keeps its plain signature for
+# pipeline_embedding_changed to call; the id is the handler's name in kopf's progress annotations.
+for _register in (
+    kopf.on.resume(kube.GROUP, kube.VERSION, PLURAL, id="reconcile_collection"),
+    kopf.on.create(kube.GROUP, kube.VERSION, PLURAL, id="reconcile_collection"),
+    kopf.on.update(kube.GROUP, kube.VERSION, PLURAL, field="spec", id="reconcile_collection"),
+):
+    _register(reconcile)
 
 
 # Not under kopf's own "bunko.dev/" prefix: kopf strips those from what it compares, so a change

@@ -3,6 +3,7 @@ shapes Kubernetes conditions take."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,3 +62,17 @@ CONDITIONS: dict[str, Any] = {
         },
     },
 }
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the CRD of a kind says beside its spec's schema (bunko.operator.kinds.crd renders it)."""
+
+    kind: str
+    plural: str
+    short_names: list[str]
+    spec: type[BaseModel]
+    header: str  # the comment at the top of the generated YAML: the kind module's docstring
+    columns: list[dict[str, Any]]  # additionalPrinterColumns
+    metadata: dict[str, Any]  # the schema of metadata (a DocumentCollection's name is a DNS label)
+    status: dict[str, Any]  # the properties of status, written by the operator

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field
 
 from bunko.collections import CollectionConfig
 from bunko.domain import Role, Visibility
-from bunko.operator.kinds.base import CONDITIONS, SpecModel, cel, defaulted
+from bunko.operator.kinds.base import CONDITIONS, Kind, SpecModel, cel, defaulted
 from bunko.operator.kinds.pipeline import DNS_LABEL
 
 _BOUNDS = {Ge: "ge", Le: "le", Gt: "gt", Lt: "lt"}
@@ -159,13 +159,13 @@ class DocumentCollectionSpec(SpecModel):
         )
 
 
-KIND: dict[str, Any] = {
-    "kind": "DocumentCollection",
-    "plural": "documentcollections",
-    "short_names": ["bdc"],
-    "spec": DocumentCollectionSpec,
-    "header": __doc__,
-    "columns": [
+KIND = Kind(
+    kind="DocumentCollection",
+    plural="documentcollections",
+    short_names=["bdc"],
+    spec=DocumentCollectionSpec,
+    header=__doc__ or "",
+    columns=[
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
         # The Ready condition's reason: why it is not ready (ReindexRequired=False is good news).
@@ -176,11 +176,11 @@ KIND: dict[str, Any] = {
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     # The name becomes a Milvus collection and an object prefix: a DNS label, as for a Service.
-    "metadata": {
+    metadata={
         "type": "object",
         "properties": {"name": {"type": "string", "maxLength": 63, "pattern": DNS_LABEL}},
     },
-    "status": {
+    status={
         "phase": {"type": "string", "enum": ["Pending", "Ready", "Reindexing", "Failed", "Deleting"]},
         "collectionId": {"type": "string"},
         "vectorCollection": {"type": "string"},
@@ -201,4 +201,4 @@ KIND: dict[str, Any] = {
         },
         "conditions": CONDITIONS,
     },
-}
+)

@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 
 from bunko.operator.kinds import collection, pipeline
-from bunko.operator.kinds.base import GROUP, VERSION
+from bunko.operator.kinds.base import GROUP, VERSION, Kind
 
-KINDS: dict[str, dict[str, Any]] = {k["plural"]: k for k in (pipeline.KIND, collection.KIND)}
+KINDS: dict[str, Kind] = {k.plural: k for k in (pipeline.KIND, collection.KIND)}
 
 _ORDER = (
     "type", "description", "default", "enum", "format", "pattern", "minimum", "exclusiveMinimum",
@@ -80,7 +80,7 @@ def structural(schema: dict[str, Any]) -> dict[str, Any]:
 @cache
 def spec_schema(plural: str) -> dict[str, Any]:
     """The OpenAPI schema of ``spec`` for the kind ``plural``, as the API server holds it."""
-    model = KINDS[plural]["spec"]
+    model = KINDS[plural].spec
     schema = structural(model.model_json_schema(by_alias=True, mode="validation"))
     schema.pop("description", None)  # the class docstring says why; the kind's header says what
     return schema
@@ -88,19 +88,19 @@ def spec_schema(plural: str) -> dict[str, Any]:
 
 def build_crd(plural: str) -> dict[str, Any]:
     kind = KINDS[plural]
-    name = kind["kind"]
+    name = kind.kind
     root: dict[str, Any] = {
         "type": "object",
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": kind["metadata"],
+            "metadata": kind.metadata,
             "spec": copy.deepcopy(spec_schema(plural)),
             "status": {
                 "type": "object",
                 "x-kubernetes-preserve-unknown-fields": True,
-                "properties": kind["status"],
+                "properties": kind.status,
             },
         },
     }
@@ -116,7 +116,7 @@ def build_crd(plural: str) -> dict[str, Any]:
                 "listKind": f"{name}List",
                 "plural": plural,
                 "singular": name.lower(),
-                "shortNames": kind["short_names"],
+                "shortNames": kind.short_names,
                 "categories": ["bunko"],
             },
             "versions": [
@@ -125,7 +125,7 @@ def build_crd(plural: str) -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": kind["columns"],
+                    "additionalPrinterColumns": kind.columns,
                     "schema": {"openAPIV3Schema": root},
                 }
             ],
@@ -141,8 +141,8 @@ class _Dumper(yaml.SafeDumper):
 
 
 def crd_yaml(plural: str) -> str:
-    header = "".join(f"# {line}".rstrip() + "\n" for line in KINDS[plural]["header"].strip().splitlines())
-    note = f"# Generated from bunko.operator.kinds.{KINDS[plural]['spec'].__module__.rsplit('.', 1)[-1]}"
+    header = "".join(f"# {line}".rstrip() + "\n" for line in KINDS[plural].header.strip().splitlines())
+    note = f"# Generated from bunko.operator.kinds.{KINDS[plural].spec.__module__.rsplit('.', 1)[-1]}"
     note += " by `make crds`: edit the class, not this file.\n"
     body = yaml.dump(build_crd(plural), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
     return header + note + body

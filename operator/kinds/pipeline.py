@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field
 
 from bunko.domain import MODEL_ROLES, ModelRole
 from bunko.operator.catalogue import CPU_ONLY, GPU_PROFILES, non_commercial_ids
-from bunko.operator.kinds.base import CONDITIONS, SpecModel, cel, defaulted
+from bunko.operator.kinds.base import CONDITIONS, Kind, SpecModel, cel, defaulted
 
 # The Ray release the serving image is built on (images/Dockerfile RAY_VERSION; a test keeps them equal).
 RAY_VERSION = "2.60.0"
@@ -52,7 +52,9 @@ class Gpus(SpecModel):
     memory_gib: float = Field(gt=0, le=1024)
     count: int = Field(default=1, ge=1, le=16)
     product: str | None = Field(
-        default=None, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        default=None,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
         description="The nodes' nvidia.com/gpu.product label (GPU Feature Discovery) for these GPUs; "
         "set, the GPU pods are pinned to such nodes.",
     )
@@ -185,22 +187,29 @@ class Placement(SpecModel):
     profile (or gpus[].product), require nodes whose nvidia.com/gpu.product label matches."""
 
     node_selector: dict[str, str] = Field(
-        default_factory=dict, json_schema_extra={"default": {}},
+        default_factory=dict,
+        json_schema_extra={"default": {}},
         description="Labels every Ray pod's node must carry (e.g. a node pool).",
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, max_length=16, json_schema_extra={"default": []},
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"default": []},
         description="Taints every Ray pod tolerates, beside the GPU taint GPU pods always tolerate.",
     )
     gpu_affinity: bool = Field(
         default=True, description="Pin GPU pods to nodes of the planned GPU product (GFD labels)."
     )
     runtime_class_name: str | None = Field(
-        default=None, max_length=63, pattern=DNS_LABEL,
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
         description="RuntimeClass of the GPU pods (e.g. nvidia where the NVIDIA runtime is not the default).",
     )
     image_pull_secrets: list[str] = Field(
-        default_factory=list, max_length=8, json_schema_extra={"default": []},
+        default_factory=list,
+        max_length=8,
+        json_schema_extra={"default": []},
         description="Secrets for pulling the serving image.",
     )
 
@@ -289,13 +298,13 @@ PLACEMENT: dict[str, Any] = {
     },
 }
 
-KIND: dict[str, Any] = {
-    "kind": "Pipeline",
-    "plural": "pipelines",
-    "short_names": ["bpl"],
-    "spec": PipelineSpec,
-    "header": __doc__,
-    "columns": [
+KIND = Kind(
+    kind="Pipeline",
+    plural="pipelines",
+    short_names=["bpl"],
+    spec=PipelineSpec,
+    header=__doc__ or "",
+    columns=[
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
         # Why it is not Ready or not planned: the reason of every condition that is False.
@@ -304,8 +313,8 @@ KIND: dict[str, Any] = {
         {"name": "LLM", "type": "string", "priority": 1, "jsonPath": ".spec.llm.model"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
-    "metadata": {"type": "object"},
-    "status": {
+    metadata={"type": "object"},
+    status={
         "phase": {"type": "string", "enum": ["Pending", "Infeasible", "Deploying", "Ready", "Degraded", "Failed"]},
         "observedGeneration": {"type": "integer"},
         "rayService": {"type": "string"},
@@ -321,4 +330,4 @@ KIND: dict[str, Any] = {
         },
         "endpoints": {"type": "object", "additionalProperties": {"type": "string"}},
     },
-}
+)

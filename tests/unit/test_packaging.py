@@ -92,6 +92,23 @@ def test_an_installed_wheel_imports_and_reads_its_data_without_the_source_tree(w
     assert seen["web"] == str(target / "bunko" / "api" / "static")
 
 
+def test_the_wheel_installs_one_top_level_package_and_no_operator(wheel, tmp_path):
+    # The folders api/, operator/ and serving/ are bunko.api, bunko.operator and bunko.serving:
+    # nothing may install a top-level `operator`, which would shadow the standard library's.
+    tops = {n.split("/", 1)[0] for n in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"bunko"}
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                    str(wheel)], check=True, capture_output=True, timeout=300)
+    probe = "import operator, bunko.operator; print(operator.__file__); print(bunko.operator.__file__)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(target)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    stdlib, ours = done.stdout.split()
+    assert not stdlib.startswith(str(target)) and "site-packages" not in stdlib  # the standard library's
+    assert ours == str(target / "bunko" / "operator" / "__init__.py")
+
+
 def test_unit_tests_need_no_ray():
     # `make test-fast` runs tests/unit without Ray; a test that needs it belongs in tests/integration.
     imports_ray = re.compile(r"^\s*(import ray\b|from ray[. ])", re.M)
