@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make chart-lint: CRDs as the typed specs generate them, Chart.lock in sync, then `helm lint --strict` and
-# `helm template` for the default values and each hardware overlay, offline (placeholders for the
-# subchart archives that cannot be fetched; see scripts/chart-stage-offline.sh).
+# `helm template` for the default values and each hardware overlay, offline, with the vendored subcharts
+# (scripts/chart-stage-offline.sh checks none is missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HELM="$ROOT/.tools/bin/helm"
@@ -17,6 +17,7 @@ export HELM_CACHE_HOME="$SCRATCH/helm/cache" HELM_CONFIG_HOME="$SCRATCH/helm/con
 CHART="$("$ROOT/scripts/chart-stage-offline.sh" "$SCRATCH/stage")"
 "$HELM" lint --strict --with-subcharts "$CHART"
 for overlay in values.yaml values-rtx4090.yaml values-multigpu.yaml values-cpu.yaml; do
+  "$PY" "$ROOT/scripts/chart-subchart-keys.py" "$CHART" "$CHART/$overlay"
   "$HELM" lint --strict "$CHART" -f "$CHART/$overlay"
   "$HELM" template bunko "$CHART" -n bunko -f "$CHART/$overlay" > "$SCRATCH/$overlay.rendered.yaml"
   echo "$overlay: $(grep -c '^kind:' "$SCRATCH/$overlay.rendered.yaml") objects rendered"

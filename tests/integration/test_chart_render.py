@@ -1,9 +1,7 @@
-"""The Helm chart, rendered by the real helm binary (.tools/bin/helm, from scripts/fetch-k8s-tools.sh).
-
-Offline, the Milvus and KubeRay operator archives cannot be fetched; scripts/chart-stage-offline.sh
-copies the chart and puts an empty placeholder (right name and version, no templates) where an
-archive is absent, so every template of Bunko and of the vendored store charts renders as in a
-real install; the two upstream charts' own objects are the only thing not rendered here.
+"""The Helm chart, rendered by the real helm binary (.tools/bin/helm, from scripts/fetch-k8s-tools.sh),
+with every subchart as it ships: the upstream Milvus 5.0.19 (and its etcd) and KubeRay operator
+1.7.0 archives vendored in charts/bunko/charts/, and the store charts kept there. So every pod an
+install makes is rendered and checked here, not only Bunko's own.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from bunko.operator import planner, rayservice, schemas
+from tests.support.pod_security import restricted_violations
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM = ROOT / ".tools" / "bin" / "helm"
@@ -94,10 +94,18 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+def pod_specs(docs: list[dict[str, Any]], *, bunko_only: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, PodSpec) of every workload; bunko_only: those of Bunko's own charts (not Milvus's, etcd's
+    or KubeRay's, whose pods are held to the Pod Security profile, not to Bunko's conventions)."""
     for d in docs:
-        if d["kind"] in ("Deployment", "StatefulSet"):
-            yield d["metadata"]["name"], d["spec"]["template"]["spec"]
+        template = d["spec"]["jobTemplate"]["spec"]["template"] if d["kind"] == "CronJob" else (
+            d["spec"]["template"] if d["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet") else None
+        )
+        if template is None:
+            continue
+        if bunko_only and template["metadata"]["labels"].get("app.kubernetes.io/part-of") != "bunko":
+            continue
+        yield d["metadata"]["name"], template["spec"]
 
 
 # --- lint and render --------------------------------------------------------------------------
@@ -155,6 +163,74 @@ def test_kubernetes_validation_is_strict_enough_to_catch_a_typo(helm_env, chart)
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
 
+# --- the real subcharts -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_upstream_subcharts_render_their_own_pods(helm_env, chart, overlay):
+    workloads = {(d["kind"], d["metadata"]["name"]) for d in render(helm_env, chart, overlay)}
+    assert {
+        ("Deployment", f"{RELEASE}-milvus-standalone"),
+        ("StatefulSet", f"{RELEASE}-etcd"),
+        ("Deployment", "kuberay-operator"),
+    } <= workloads
+    # The KubeRay operator is namespaced like Bunko's (no ClusterRole of its own) ...
+    docs = render(helm_env, chart, overlay)
+    assert not [d for d in find(docs, "ClusterRole") if d["metadata"]["name"].startswith("kuberay")]
+    # ... and off with one switch where the cluster runs KubeRay already.
+    off = render(helm_env, chart, overlay, "kuberay-operator.enabled=false")
+    assert not [d for d in off if "kuberay" in d["metadata"]["name"]]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_of_an_install_meets_pod_security_restricted_with_requests_and_limits(
+    helm_env, chart, overlay
+):
+    pods = dict(pod_specs(render(helm_env, chart, overlay)))
+    assert {f"{RELEASE}-milvus-standalone", f"{RELEASE}-etcd", "kuberay-operator", f"{RELEASE}-api"} <= set(pods)
+    for name, spec in pods.items():
+        assert restricted_violations(spec) == [], name
+        for c in [*(spec.get("initContainers") or []), *spec["containers"]]:
+            assert c["resources"].get("requests") and c["resources"].get("limits"), (name, c["name"])
+
+
+def test_the_pod_security_check_sees_an_upstream_default_that_breaks_it(helm_env, chart):
+    # Milvus's own defaults (no securityContext) are what the chart's values repair.
+    docs = render(helm_env, chart, "values.yaml", "milvus.securityContext=null", "milvus.containerSecurityContext=null")
+    spec = one(docs, "Deployment", f"{RELEASE}-milvus-standalone")["spec"]["template"]["spec"]
+    assert "standalone: runAsNonRoot is not true" in restricted_violations(spec)
+
+
+def _subchart_keys(chart: Path, *values: Path) -> subprocess.CompletedProcess[str]:
+    script = ROOT / "scripts" / "chart-subchart-keys.py"
+    args = [sys.executable, str(script), str(chart), *map(str, values)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_value_given_to_a_subchart_is_one_it_has(chart, overlay):
+    proc = _subchart_keys(chart, chart / overlay)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_misspelt_subchart_value_fails_with_its_path(chart, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "milvus:\n  standalone:\n    resorces: {limits: {cpu: '1'}}\n"
+        "  etcd:\n    replicaCont: 3\n"
+        "kuberay-operator:\n  singleNamespaceInstal: true\n"
+        "postgresql:\n  persistance: {size: 1Gi}\n"
+    )
+    proc = _subchart_keys(chart, bad)
+    assert proc.returncode == 1
+    assert sorted(line.split(":")[0] for line in proc.stderr.splitlines()) == [
+        "kuberay-operator.singleNamespaceInstal",
+        "milvus.etcd.replicaCont",
+        "milvus.standalone.resorces",
+        "postgresql.persistance",
+    ]
+
+
 # --- our custom resources, the planner, the RayService ----------------------------------------
 
 
@@ -210,9 +286,15 @@ def test_each_service_selects_exactly_its_own_pods(helm_env, chart, overlay):
         if d["kind"] in ("Deployment", "StatefulSet")
         for name in [d["metadata"]["name"]]
     }
+    # A StatefulSet's headless Service (its spec.serviceName) selects it under another name, and
+    # Milvus names its Service bunko-milvus for the bunko-milvus-standalone pods: one workload each.
+    governs = {d["spec"]["serviceName"]: d["metadata"]["name"] for d in find(docs, "StatefulSet")}
     for svc in find(docs, "Service"):
+        name = svc["metadata"]["name"]
         selected = [n for n, labels in pods.items() if _selects(svc["spec"]["selector"], labels)]
-        assert selected == [svc["metadata"]["name"]], f"Service {svc['metadata']['name']} selects {selected}"
+        assert len(selected) == 1, f"Service {name} selects {selected}"
+        if svc["metadata"]["labels"].get("app.kubernetes.io/part-of") == "bunko":
+            assert selected == [governs.get(name, name)], f"Service {name} selects {selected}"
     api = one(docs, "Service", f"{RELEASE}-api")
     deployment = one(docs, "Deployment", f"{RELEASE}-api")
     port = api["spec"]["ports"][0]["targetPort"]
@@ -235,7 +317,7 @@ def test_ingress_routes_api_websocket_and_page_to_the_api_with_tls_and_limits(he
 
 
 def test_pods_run_as_non_root_with_read_only_roots_limits_and_a_writable_tmp(helm_env, chart):
-    for name, spec in pod_specs(render(helm_env, chart, "values-rtx4090.yaml")):
+    for name, spec in pod_specs(render(helm_env, chart, "values-rtx4090.yaml"), bunko_only=True):
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         for c in spec["containers"]:
             sc = c["securityContext"]
@@ -348,8 +430,24 @@ def test_network_policies_admit_the_ingress_only_to_the_api_and_bunko_pods_only_
         ("minio", "bunko-minio"),
     ):
         assert _selects(policies[f"{RELEASE}-{store}"]["podSelector"]["matchLabels"], pods[pod])
+    # Milvus's etcd: clients only from Milvus, peers only from etcd.
+    etcd = policies[f"{RELEASE}-etcd"]
+    assert _selects(etcd["podSelector"]["matchLabels"], pods[f"{RELEASE}-etcd"])
+    milvus = one(docs, "Deployment", f"{RELEASE}-milvus-standalone")["spec"]["template"]["metadata"]["labels"]
+    clients, peers = etcd["ingress"]
+    assert _selects(clients["from"][0]["podSelector"]["matchLabels"], milvus)
+    assert [p["port"] for p in clients["ports"]] == [2379]
+    assert _selects(peers["from"][0]["podSelector"]["matchLabels"], pods[f"{RELEASE}-etcd"])
+    assert not any(
+        _selects(r["from"][0]["podSelector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"])
+        for r in etcd["ingress"]
+        for d in find(docs, "Deployment")
+        if d["metadata"]["name"] != f"{RELEASE}-milvus-standalone"
+    )
     # The api, worker and operator carry the labels the store policies admit.
     for d in find(docs, "Deployment"):
+        if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name") != "bunko":
+            continue
         assert _selects(
             policies[f"{RELEASE}-postgresql"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
             d["spec"]["template"]["metadata"]["labels"],
@@ -505,6 +603,7 @@ def test_schema_rejects_bad_values(helm_env, chart, bad):
         (["minio.fullnameOverride=s3"], "milvus.externalS3.host"),
         (["api.autoscaling.enabled=false", "api.replicas=1"], "podDisruptionBudget.minAvailable"),
         (["postgresql.enabled=false"], "externalDatabase.existingSecret is required"),
+        (["operator.clusterWide=true"], "kuberay-operator.singleNamespaceInstall=false"),
     ],
 )
 def test_inconsistent_values_fail_with_the_fix(helm_env, chart, bad, message):
@@ -542,7 +641,13 @@ def _granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 @pytest.mark.parametrize("cluster_wide, kind", [("false", "Role"), ("true", "ClusterRole")])
 def test_operator_rbac_grants_exactly_what_the_operator_does(helm_env, chart, cluster_wide, kind):
-    docs = render(helm_env, chart, "values.yaml", f"operator.clusterWide={cluster_wide}")
+    docs = render(
+        helm_env,
+        chart,
+        "values.yaml",
+        f"operator.clusterWide={cluster_wide}",
+        f"kuberay-operator.singleNamespaceInstall={'false' if cluster_wide == 'true' else 'true'}",
+    )
     role = one(docs, kind, f"{RELEASE}-operator")
     assert _granted(role) == OPERATOR_API_CALLS
     binding = one(docs, f"{kind}Binding", f"{RELEASE}-operator")
@@ -559,7 +664,7 @@ def test_operator_rbac_grants_exactly_what_the_operator_does(helm_env, chart, cl
     assert (f"--namespace={NAMESPACE}" in args) == (cluster_wide == "false")
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
     # Nobody else gets a service account token.
-    for name, spec in pod_specs(docs):
+    for name, spec in pod_specs(docs, bunko_only=True):
         if name != f"{RELEASE}-operator":
             assert spec.get("automountServiceAccountToken") is False, name
 
