@@ -87,6 +87,14 @@ class JobPolicy:
     max_attempts: int
     backoff_s: float
     poll_s: float
+    # The worker's probe server (/health, /metrics); None: none.
+    health_port: int | None = None
+
+    @property
+    def max_silence_s(self) -> float:
+        """How long the worker may go without a sign of life before /health says it is stuck: a
+        lease renewal comes every lease_s / 3 during a job, a poll every poll_s between jobs."""
+        return max(3 * self.lease_s, 3 * self.poll_s + 30)
 
 
 class Settings(BaseSettings):
@@ -156,6 +164,8 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1)
     job_backoff_s: float = Field(default=2.0, ge=0)
     worker_poll_s: float = Field(default=1.0, gt=0)
+    # Port of the worker's /health and /metrics (the chart's liveness probe); unset: no server.
+    worker_health_port: int | None = Field(default=None, ge=1, le=65535)
 
     # --- query ---
     query_max_chars: int = Field(default=500, ge=1)
@@ -227,7 +237,9 @@ class Settings(BaseSettings):
 
     @property
     def jobs(self) -> JobPolicy:
-        return JobPolicy(self.job_lease_s, self.job_max_attempts, self.job_backoff_s, self.worker_poll_s)
+        return JobPolicy(
+            self.job_lease_s, self.job_max_attempts, self.job_backoff_s, self.worker_poll_s, self.worker_health_port
+        )
 
     @property
     def resolved_object_store_url(self) -> str:

@@ -29,8 +29,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from bunko.errors import BunkoError, DuplicateDocument, InvalidDocument, InvalidInput, NotFound, Unavailable
-from bunko.ingest import jobs
+from bunko.ingest import jobs, worker_health
 from bunko.ingest.types import Heartbeat
+from bunko.ingest.worker_health import Liveness
 from bunko.settings import JobPolicy, Settings
 from bunko.store.db import session_factory
 
@@ -68,8 +69,10 @@ def _event(level: int, event: str, **fields: Any) -> None:
 class _Lease:
     """Keeps one job's lease alive from a background thread and answers ``heartbeat()`` calls."""
 
-    def __init__(self, sessions: jobs.Sessions, job: jobs.ClaimedJob, lease_s: float, stop: threading.Event) -> None:
+    def __init__(self, sessions: jobs.Sessions, job: jobs.ClaimedJob, lease_s: float, stop: threading.Event,
+                 liveness: Liveness) -> None:
         self.sessions, self.job, self.lease_s, self.stop = sessions, job, lease_s, stop
+        self.liveness = liveness
         self.lost = False
         self._last_renewal = time.monotonic()
         self._done = threading.Event()
@@ -104,6 +107,7 @@ class _Lease:
 
     def _run(self) -> None:
         while not self._done.wait(self.lease_s / 3):
+            self.liveness.beat()
             if not self._renew():
                 return
 
@@ -141,9 +145,12 @@ def run_worker(
     restore = _install_sigterm(stop)
     handled = 0
     policy = settings.jobs
-    _event(logging.INFO, "worker.start", worker=worker_id, lease_s=policy.lease_s)
+    liveness = Liveness(policy.max_silence_s)
+    probes = worker_health.serve(liveness, policy.health_port) if policy.health_port else None
+    _event(logging.INFO, "worker.start", worker=worker_id, lease_s=policy.lease_s, health_port=policy.health_port)
     try:
         while not stop.is_set():
+            liveness.beat()
             try:
                 job = jobs.claim(sessions, worker_id, policy.lease_s, max_attempts=policy.max_attempts)
             except SQLAlchemyError as e:
@@ -156,7 +163,7 @@ def run_worker(
                 stop.wait(policy.poll_s)
                 continue
             try:
-                _run_job(policy, sessions, job, process, stop)
+                _run_job(policy, sessions, job, process, stop, liveness)
             except SQLAlchemyError as e:
                 # The outcome could not be recorded; the lease runs out and the job is retried.
                 _event(logging.ERROR, "worker.record_error", worker=worker_id, job=job.id,
@@ -167,16 +174,19 @@ def run_worker(
                 break
     finally:
         restore()
+        if probes is not None:
+            probes.shutdown()
+            probes.server_close()
         _event(logging.INFO, "worker.stop", worker=worker_id, handled=handled)
     return handled
 
 
 def _run_job(policy: JobPolicy, sessions: jobs.Sessions, job: jobs.ClaimedJob, process: Process,
-             stop: threading.Event) -> None:
+             stop: threading.Event, liveness: Liveness) -> None:
     fields = {"job": job.id, "document": job.document_id, "attempt": job.attempts, "worker": job.worker_id}
     _event(logging.INFO, "job.start", **fields)
     started = time.monotonic()
-    with _Lease(sessions, job, policy.lease_s, stop) as lease:
+    with _Lease(sessions, job, policy.lease_s, stop, liveness) as lease:
         try:
             process(job.document_id, lease.heartbeat)
         except BaseException as exc:

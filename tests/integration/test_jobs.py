@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
 from bunko.errors import Conflict, CorruptPdf, OcrFailed, StoreUnavailable
-from bunko.ingest import jobs
+from bunko.ingest import jobs, worker_health
 from bunko.ingest.worker import LeaseLost, WorkerStopping, run_worker
+from bunko.ingest.worker_health import Liveness
 from bunko.store.db import Collection, Document, Job, session_factory, session_scope, utcnow
 from tests.support.procs import settings_env
 
@@ -429,3 +432,61 @@ def test_sigterm_releases_the_job_and_exits(db_url, settings_factory, procs, tmp
     # Given back at once (a 30 s lease need not run out), and the interrupted try is not counted.
     assert (row.status, row.attempts, row.lease_owner) == ("queued", 0, None)
     assert "job.released" in w.output()
+
+
+# --- the worker's probe server -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(port: int, path: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+    except httpx.TransportError:
+        return None
+
+
+@pytest.mark.slow
+def test_a_worker_process_answers_its_liveness_probe_idle_and_mid_job_and_closes_it_on_exit(
+    db_url, settings_factory, procs, tmp_path
+):
+    port = _free_port()
+    settings = settings_factory(database_url=db_url, job_lease_s=1.0, worker_poll_s=0.1, worker_health_port=port)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = {**settings_env(settings), "TEST_MARKER_DIR": str(markers), "TEST_SLEEP_S": "3"}
+    w = procs.start_python_module("tests.support.sleepy_worker", env=env)
+    w.wait_for(lambda: (r := _get(port, "/health")) is not None and r.status_code == 200, timeout=60,
+               what="the probe server")
+    (doc_id,) = _add_documents(db_url, 1)
+    w.wait_for(lambda: list(markers.glob(f"started-{doc_id}-*")), timeout=60, what="job start")
+    mid_job = _get(port, "/health")
+    assert mid_job is not None and (mid_job.status_code, mid_job.json()) == (200, {"status": "ok"})
+    metrics = _get(port, "/metrics")
+    assert metrics is not None and "process_cpu_seconds_total" in metrics.text
+    assert w.terminate(timeout=30) == 0
+    assert _get(port, "/health") is None
+
+
+def test_the_probe_says_stuck_when_no_sign_of_life_came_in_time():
+    liveness = Liveness(max_silence_s=0.3)
+    server = worker_health.serve(liveness, 0, host="127.0.0.1")
+    port = server.server_address[1]
+    try:
+        ok = _get(port, "/health")
+        assert ok is not None and ok.status_code == 200
+        time.sleep(0.5)
+        stuck = _get(port, "/health")
+        assert stuck is not None and stuck.status_code == 503 and stuck.json()["status"] == "stuck"
+        liveness.beat()
+        again = _get(port, "/health")
+        assert again is not None and again.status_code == 200
+        missing = _get(port, "/nothing")
+        assert missing is not None and missing.status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
