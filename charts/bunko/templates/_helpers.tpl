@@ -33,8 +33,15 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{- /* <registry>/bunko-<process>@<digest> where image.digests names one (what GitOps pins), else
+       <registry>/bunko-<process>:<tag><suffix>. */ -}}
 {{- define "bunko.image" -}}
+{{- $digest := get (.root.Values.image.digests | default dict) .process -}}
+{{- if $digest -}}
+{{- printf "%s/bunko-%s@%s" .root.Values.image.registry .process $digest -}}
+{{- else -}}
 {{- printf "%s/bunko-%s:%s%s" .root.Values.image.registry .process (.root.Values.image.tag | default .root.Chart.AppVersion) (.suffix | default "") -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "bunko.authSecret" -}}
@@ -72,6 +79,16 @@ app.kubernetes.io/component: {{ .component }}
 - {name: BUNKO_DATA_DIR, value: /tmp/bunko}
 {{- range $key, $value := .Values.config }}
 - {name: {{ printf "BUNKO_%s" (upper $key) }}, value: {{ $value | toString | quote }}}
+{{- end }}
+{{- /* The models the api and worker call are the chart's Pipeline's (one source: its spec). */ -}}
+{{- if .Values.pipeline.create }}
+{{- $spec := .Values.pipeline.spec | default .Values.pipeline.cpuSpec }}
+{{- if $spec.embedding }}
+- {name: BUNKO_EMBEDDING_MODEL, value: {{ $spec.embedding.model | quote }}}
+{{- end }}
+{{- if $spec.reranker }}
+- {name: BUNKO_RERANKER_MODEL, value: {{ $spec.reranker.model | quote }}}
+{{- end }}
 {{- end }}
 {{- if .Values.postgresql.enabled }}
 - name: BUNKO_INTERNAL_DATABASE_PASSWORD
