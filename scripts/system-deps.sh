@@ -20,8 +20,18 @@ for extra in "$@"; do
     # bench/realdocs.py: pdftotext/pdftoppm for the gold pages and scans, mandoc for manpages-ja
     poppler) command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils) ;;
     mandoc) command -v mandoc >/dev/null 2>&1 || need+=(mandoc) ;;
+    # make images / make test-images: podman, and debootstrap for a base where no registry answers
+    podman) command -v podman >/dev/null 2>&1 || need+=(podman buildah uidmap slirp4netns fuse-overlayfs runc)
+            command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap) ;;
   esac
 done
+# podman's defaults fail on these machines (crun cannot set rlimits under their cgroups): runc, and
+# explicit ulimits. Written only where no containers.conf exists.
+if [[ " $* " == *" podman "* && ! -f /etc/containers/containers.conf && "$(id -u)" -eq 0 ]]; then
+  mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=32768:32768"]\n\n[engine]\nruntime = "runc"\n' \
+    > /etc/containers/containers.conf
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""

@@ -44,6 +44,7 @@ import yaml
 from tests.e2e import corpus
 from tests.e2e.harness import ADMIN_PASSWORD, ADMIN_USER, REPO, Cluster, ClusterConfig, wait_until
 from tests.e2e.summary import Report, percentile
+from tests.support.serve_check import serve_config_problems
 
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
 PASSWORD = "e2e-password-1234"
@@ -943,7 +944,13 @@ class Prober(threading.Thread):
 
 
 class KubeRayStandIn(threading.Thread):
-    """Plays KubeRay: marks every RayService ready, per the Serve apps of its serveConfigV2."""
+    """Plays KubeRay: gives every RayService the status KubeRay would, per the Serve apps of its
+    serveConfigV2. Each new config first goes through what ``serve deploy`` checks (Ray's
+    ServeDeploySchema, each application built from its import_path and args, every deployment
+    override naming a deployment: tests/support/serve_check.py); a config Serve would refuse is
+    reported DEPLOY_FAILED and not Ready, so the Pipeline never turns Ready on a wrong config. The
+    models themselves are served by the e2e's own `bunko serving run` (the example Pipeline's
+    reranker is a hub model this machine cannot fetch)."""
 
     def __init__(self, e2e: E2E) -> None:
         super().__init__(daemon=True, name="kuberay")
@@ -968,15 +975,27 @@ class KubeRayStandIn(threading.Thread):
                 if done.get(name) == config and (rs.get("status") or {}).get("conditions"):
                     continue
                 apps = (yaml.safe_load(config) or {}).get("applications", []) if config else []
-                status = {
-                    "serviceStatus": "Running",
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "RunningAndHealthy",
-                                    "message": "stand-in for KubeRay"}],
-                    "activeServiceStatus": {"applicationStatuses": {
-                        a["name"]: {"status": "RUNNING", "serveDeploymentStatuses": {
-                            d["name"]: {"status": "HEALTHY"} for d in a.get("deployments", [])}}
-                        for a in apps}},
-                }
+                problems = serve_config_problems(config) if config else ["no serveConfigV2"]
+                if problems:
+                    say(f"    KubeRay stand-in: Serve would refuse RayService {name}'s config: {problems}")
+                    status = {
+                        "serviceStatus": "",
+                        "conditions": [{"type": "Ready", "status": "False", "reason": "ServeConfigInvalid",
+                                        "message": "; ".join(problems)[:1000]}],
+                        "activeServiceStatus": {"applicationStatuses": {
+                            a.get("name", "?"): {"status": "DEPLOY_FAILED", "message": "; ".join(problems)[:1000]}
+                            for a in apps}},
+                    }
+                else:
+                    status = {
+                        "serviceStatus": "Running",
+                        "conditions": [{"type": "Ready", "status": "True", "reason": "RunningAndHealthy",
+                                        "message": "stand-in for KubeRay"}],
+                        "activeServiceStatus": {"applicationStatuses": {
+                            a["name"]: {"status": "RUNNING", "serveDeploymentStatuses": {
+                                d["name"]: {"status": "HEALTHY"} for d in a.get("deployments", [])}}
+                            for a in apps}},
+                    }
                 try:
                     api.patch_namespaced_custom_object_status("ray.io", "v1", "default", "rayservices",
                                                               name, {"status": status})

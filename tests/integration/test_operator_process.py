@@ -49,3 +49,32 @@ def test_operator_process_serves_liveness_and_metrics(cluster, tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode in (0, -15), out
+
+
+def test_a_namespaced_operator_reconciles_its_namespace_only(cluster, tmp_path):
+    """The chart's default (operator.clusterWide false): `--namespace=<release namespace>`. kopf then
+    lists the Namespace objects to find the ones it watches, and reconciles only there."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "BUNKO_DATA_DIR": str(tmp_path / "data")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    cmd = [sys.executable, "-c", "from bunko.operator.cli import app; app()", "run", "--standalone",
+           "--namespace=default"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        from kubernetes import client
+
+        core = client.CoreV1Api(cluster.api().api_client)
+        core.create_namespace({"metadata": {"name": "elsewhere"}})
+        cluster.apply(example("pipeline.cpu.yaml"))
+        elsewhere = example("pipeline.cpu.yaml")
+        elsewhere["metadata"]["name"] = "bunko-elsewhere"
+        cluster.apply(elsewhere, namespace="elsewhere")
+        wait_for(lambda: cluster.get("RayService", "bunko-cpu"), timeout=60, what="the RayService")
+        wait_for(lambda: (cluster.get("Pipeline", "bunko-cpu") or {}).get("status", {}).get("phase"),
+                 timeout=30, what="the Pipeline's status")
+        # Another namespace's Pipeline is not the operator's: never touched.
+        assert cluster.get("RayService", "bunko-elsewhere", namespace="elsewhere") is None
+        assert "status" not in cluster.get("Pipeline", "bunko-elsewhere", namespace="elsewhere")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode in (0, -15), out

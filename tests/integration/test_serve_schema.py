@@ -65,3 +65,43 @@ def test_a_config_ray_refuses_is_refused_by_the_vendored_check(doc):
         ServeDeploySchema.model_validate(doc)
     with pytest.raises(ConfigError, match="not valid for Ray Serve"):
         validate_serve_config(doc)
+
+
+# --- what the e2e's KubeRay stand-in checks before it calls a RayService ready ------------------
+
+
+@pytest.mark.parametrize("example_name", ["pipeline.cpu.yaml", "pipeline.rtx4090.yaml", "pipeline.multigpu.yaml",
+                                          "pipeline.permissive.yaml"])
+def test_every_example_pipelines_serve_config_builds_in_ray_serve(example_name):
+    import yaml
+
+    from bunko.operator import planner, rayservice, schemas
+    from tests.support.operator import example
+    from tests.support.serve_check import serve_config_problems
+
+    spec = schemas.parse_pipeline(example(example_name)["spec"])
+    config = rayservice.render_serve_config(spec, planner.plan_pipeline(spec))
+    problems = serve_config_problems(yaml.safe_dump(config))
+    # Ray Serve LLM's vLLM app builds only where vLLM is installed (the GPU serving image; make
+    # test-vllm-cpu builds it in .venv-vllm): here it is refused for exactly that, and nothing else is.
+    vllm_apps = {a["name"] for a in config["applications"] if a["import_path"].startswith("ray.serve.llm:")}
+    assert vllm_apps == ({"bunko-llm"} if example_name != "pipeline.cpu.yaml" else set())
+    assert [p for p in problems if not (p.split(":")[0] in vllm_apps and "Neither vLLM nor SGLang" in p)] == []
+
+
+def test_a_serve_config_serve_would_refuse_is_named_with_its_fault():
+    import yaml
+
+    from bunko.operator import planner, rayservice, schemas
+    from tests.support.operator import example
+    from tests.support.serve_check import serve_config_problems
+
+    spec = schemas.parse_pipeline(example("pipeline.cpu.yaml")["spec"])
+    config = rayservice.render_serve_config(spec, planner.plan_pipeline(spec))
+    config["applications"][0]["deployments"][0]["name"] = "ocr-typo"
+    config["applications"][1]["import_path"] = "bunko.serving.apps:no_such_app"
+    problems = serve_config_problems(yaml.safe_dump(config))
+    assert len(problems) == 2
+    assert "deployment 'ocr-typo' is not in the application" in problems[0]
+    assert "no_such_app" in problems[1]
+    assert serve_config_problems("applications: [{import_path: 3}]")[0].startswith("ServeDeploySchema")

@@ -18,8 +18,24 @@ from typing import Any, cast
 
 import kmock
 import yaml
+from kmock._internal import parsing as _kmock_parsing
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
+_parse_path = _kmock_parsing.parse_path
+
+
+def _parse_path_with_namespaces(path: str) -> Any:
+    """kmock 0.8 reads ``/api/v1/namespaces[/NAME]`` as a namespaced path with nothing after it
+    and fails (500); it is the Namespace resource itself, which kopf lists when it watches chosen
+    namespaces (``--namespace``, the chart's default mode)."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and len(parts) <= 4:
+        return _kmock_parsing.ParsedPath("", "v1", "namespaces", None, parts[3] if len(parts) == 4 else None, None)
+    return _parse_path(path)
+
+
+_kmock_parsing.parse_path = _parse_path_with_namespaces
 
 PLURALS = {
     "Pipeline": ("bunko.dev", "v1alpha1", "pipelines"),
@@ -142,6 +158,11 @@ class FakeCluster:
                 }
             )
         )
+        # The namespace the tests use exists, as in any cluster: kopf watching chosen namespaces
+        # (--namespace) lists the Namespace objects to learn which of them exist.
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
+        client.CoreV1Api(client.ApiClient(cfg)).create_namespace({"metadata": {"name": "default"}})
         return self
 
     def stop(self) -> None:
