@@ -103,7 +103,9 @@ def test_one_dockerfile_has_a_target_per_process():
 def test_images_are_multi_stage_pinned_and_non_root(process):
     args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", DOCKERFILE, flags=re.M))
     for image in re.findall(r"^FROM\s+(\S+)", DOCKERFILE, flags=re.M):
-        resolved = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), image)
+        resolved = image
+        for _ in range(3):  # an ARG's default may name other ARGs (SERVING_BASE)
+            resolved = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), resolved)
         if resolved in STAGES:
             continue
         assert "$" not in resolved, f"base image {image} depends on an ARG without a default"
@@ -131,6 +133,16 @@ def test_images_take_models_from_a_volume_and_torch_from_the_right_index(process
     assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in DOCKERFILE
     script = (ROOT / "images" / "install-bunko.sh").read_text()
     assert '--index-url "${TORCH_INDEX_URL}"' in script
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_each_image_installs_from_its_hash_pinned_lock(process):
+    lock = (ROOT / "images" / "locks" / f"{process}.txt").read_text()
+    pins = [line for line in lock.splitlines() if line and not line.startswith("#")]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==\S+ --hash=sha256:[0-9a-f]{64}", p) for p in pins)
+    assert not any(p.lower().startswith("bunko==") for p in pins)  # the image's own wheel comes from the build
+    script = (ROOT / "images" / "install-bunko.sh").read_text()
+    assert "--require-hashes" in script and "/locks/" in script
 
 
 def test_dockerignore_keeps_the_context_small_and_secret_free():
