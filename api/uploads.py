@@ -20,7 +20,7 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from bunko.errors import DocumentTooLarge, EmptyPdf, InvalidInput, NotAPdf, Unavailable, UnsafeDocument
+from bunko.errors import DocumentTooLarge, EmptyPdf, InfectedDocument, InvalidInput, NotAPdf, Unavailable
 
 FORM_SLACK_BYTES = 1 << 20  # multipart framing and the small form fields
 _ACCEPTED_TYPES = {"application/pdf", "application/x-pdf", "application/octet-stream", ""}
@@ -122,8 +122,8 @@ def _too_large(max_bytes: int) -> str:
 def clamd_scan(url: str, path: Path, *, timeout_s: float = 60.0) -> None:
     """Scan a file with clamd's INSTREAM command over TCP (``tcp://host:3310``).
 
-    Raises ``UnsafeDocument`` when a virus is found and ``Unavailable`` when clamd cannot be asked:
-    with a scanner configured, an unscanned file is not accepted.
+    Raises ``InfectedDocument`` when a signature is found and ``Unavailable`` when clamd cannot be
+    asked (the caller decides whether an unscanned file may pass: ``clamd_fail_open``).
     """
     parsed = urlparse(url if "://" in url else f"tcp://{url}")
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 3310
@@ -144,7 +144,7 @@ def clamd_scan(url: str, path: Path, *, timeout_s: float = 60.0) -> None:
     text = reply.rstrip(b"\0").decode("utf-8", "replace")
     if text.endswith("FOUND"):
         signature = text.split(":", 1)[-1].removesuffix("FOUND").strip()
-        raise UnsafeDocument(f"the virus scanner refused this file ({signature})",
-                             detail={"signature": signature})
+        raise InfectedDocument(f"the virus scanner found {signature} in this file; it was not stored",
+                               detail={"signature": signature})
     if not text.endswith("OK"):
         raise Unavailable(f"the virus scanner gave an unexpected answer: {text[:200]!r}")

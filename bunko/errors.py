@@ -80,6 +80,12 @@ class UnsafeDocument(InvalidDocument):
     code = "unsafe"
 
 
+class InfectedDocument(InvalidDocument):
+    """The virus scanner (clamd) found a signature in the upload; nothing of it is stored."""
+
+    code = "infected"
+
+
 class ExtractionTimeout(InvalidDocument):
     code = "timeout"
 

@@ -8,7 +8,9 @@ from the settings.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -31,12 +33,14 @@ from bunko.api.routes.collections import readable_collection
 from bunko.api.schemas import DocumentList, DocumentOut, PageBlockOut, PageOut, PageSummary
 from bunko.api.uploads import clamd_scan, receive_pdf
 from bunko.domain import DocumentStatus
-from bunko.errors import Conflict, NotFound, PermissionDenied
+from bunko.errors import Conflict, InfectedDocument, NotFound, PermissionDenied, Unavailable
 from bunko.ingest import page_view, submit
 from bunko.runtime import Runtime
 from bunko.settings import Settings
 from bunko.store import keys
 from bunko.store.db import Document
+
+log = logging.getLogger(__name__)
 
 StatusName = Annotated[str | None, Query(pattern="^(pending|processing|completed|failed)$")]
 
@@ -123,6 +127,29 @@ def _object_response(rt: Runtime, key: str, media_type: str, disposition: str, *
                                       "Cache-Control": "private, max-age=300"})
 
 
+async def _scan(rt: Runtime, request: Request, actor: str, collection: str, filename: str,
+                path: FilePath) -> None:
+    """clamd's verdict on an upload, before anything of it is stored. A signature found: refused
+    (422 ``infected``) with an audit entry. clamd unreachable: refused (503), or, with
+    ``clamd_fail_open``, accepted unscanned, logged and audited as such."""
+    settings = rt.settings
+    try:
+        await run_in_threadpool(clamd_scan, settings.clamd_url, path, timeout_s=settings.clamd_timeout_s)
+    except InfectedDocument as exc:
+        infected = {"collection": collection, "filename": filename,
+                    "signature": (exc.detail or {}).get("signature", "")}
+        await run_in_threadpool(lambda: audit.record(rt, "upload_infected", actor=actor, detail=infected,
+                                                     ip=client_ip(request)))
+        raise
+    except Unavailable as exc:
+        if not settings.clamd_fail_open:
+            raise
+        unscanned = {"collection": collection, "filename": filename, "reason": exc.message}
+        log.warning("upload.unscanned collection=%s filename=%r reason=%s", collection, filename, exc.message)
+        await run_in_threadpool(lambda: audit.record(rt, "upload_unscanned", actor=actor, detail=unscanned,
+                                                     ip=client_ip(request)))
+
+
 def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["documents"])
 
@@ -137,7 +164,7 @@ def build_router(settings: Settings) -> APIRouter:
                                      tmp_dir=rt.settings.data_dir / "tmp")
         try:
             if rt.settings.clamd_url:
-                await run_in_threadpool(clamd_scan, rt.settings.clamd_url, received.path)
+                await _scan(rt, request, user.id, coll.name, received.filename, received.path)
             doc = await run_in_threadpool(
                 lambda: submit.submit_document(
                     rt, collection=coll.name, path=received.path, filename=received.filename,
