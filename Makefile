@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	scripts/system-deps.sh chromium wrk
+	scripts/system-deps.sh chromium wrk clamav
 
 # Milvus's C++ engine as a loopback gRPC server (the milvus binary of milvus-lite 2.5.1, in
 # .venv-milvus/): the vector tests and bench/query.py run against it beside Milvus Lite.

@@ -326,6 +326,60 @@ def migrate() -> None:
     console.print("database is up to date")
 
 
+@app.command("backup")
+def backup_command(
+    folder: Annotated[Path, typer.Argument(help="a new folder for the backup")],
+) -> None:
+    """Back up the database, the objects and the vectors into FOLDER, with a manifest of checksums."""
+    from bunko.backup import backup
+
+    rt = _runtime()
+    with _errors():
+        m = backup(rt, folder)
+    console.print(f"backed up {m.counts['documents']} documents, {m.counts['chunks']} chunks, "
+                  f"{m.counts['objects']} objects and {sum(v['rows'] for v in m.vectors.values())} vectors "
+                  f"into {folder} in {m.seconds:.1f} s")
+
+
+@app.command("restore")
+def restore_command(
+    folder: Annotated[Path, typer.Argument(help="a folder `bunko backup` wrote")],
+    force: Annotated[bool, typer.Option(help="replace stores that already hold documents")] = False,
+) -> None:
+    """Restore a backup: every file is checked against the manifest first; a damaged or partial
+    backup is refused before anything is changed."""
+    from bunko.backup import restore_database, restore_stores, verify
+    from bunko.runtime import Runtime
+    from bunko.settings import Settings
+
+    started = time.monotonic()
+    with _errors():
+        manifest = verify(folder)
+        settings = Settings()
+        restore_database(settings, folder, manifest, force=force)
+        rt = Runtime(settings)
+        try:
+            restore_stores(rt, folder, manifest)
+        finally:
+            rt.close()
+    console.print(f"restored {manifest.counts['documents']} documents from {folder} "
+                  f"in {time.monotonic() - started:.1f} s")
+
+
+@app.command("reseal-objects")
+def reseal_objects() -> None:
+    """Rewrite every stored object under the current BUNKO_ENCRYPTION_KEY (after a key rotation, or
+    after turning encryption on): objects sealed with a previous key, or not sealed, are resealed."""
+    from bunko.errors import ConfigError
+    from bunko.store.encryption import EncryptedObjectStore
+
+    rt = _runtime()
+    with _errors():
+        if not isinstance(rt.objects, EncryptedObjectStore):
+            raise ConfigError("objects are not encrypted: set BUNKO_ENCRYPTION_KEY (or BUNKO_ENCRYPTION_KEY_FILE)")
+        console.print(f"{rt.objects.reseal()} objects resealed under the current key")
+
+
 @app.command()
 def collections() -> None:
     """List collections with their document counts."""

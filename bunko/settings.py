@@ -132,6 +132,15 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr | None = None
     s3_region: str = "us-east-1"
     s3_bucket: str = "bunko"
+    # S3 server-side encryption of every object Bunko writes: "SSE-S3" (the service's keys) or
+    # "SSE-KMS" (s3_sse_kms_key_id; needs https to the service).
+    s3_sse: Literal["", "SSE-S3", "SSE-KMS"] = ""
+    s3_sse_kms_key_id: str = ""
+    # Objects sealed with AES-256-GCM before they reach the store (bunko.store.encryption): a key
+    # (32 random bytes, base64) or a file holding one; earlier keys, to read objects they sealed.
+    encryption_key: SecretStr | None = None
+    encryption_key_file: Path | None = None
+    encryption_previous_keys: list[SecretStr] = Field(default_factory=list)
     cache_url: str = "memory://"
 
     # --- models ---
@@ -182,7 +191,12 @@ class Settings(BaseSettings):
     bootstrap_admin_password: SecretStr | None = None
     rate_limit_per_minute: int = Field(default=100, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
+    # clamd (tcp://host:3310): every upload is scanned before anything is stored. When clamd
+    # cannot be asked the upload is refused (503) unless clamd_fail_open, which accepts it unscanned
+    # and says so in the log and the audit trail.
     clamd_url: str = ""
+    clamd_timeout_s: float = Field(default=60.0, gt=0)
+    clamd_fail_open: bool = False
 
     @field_validator("ocr_engines")
     @classmethod

@@ -20,6 +20,8 @@ for extra in "$@"; do
     # bench/realdocs.py: pdftotext/pdftoppm for the gold pages and scans, mandoc for manpages-ja
     poppler) command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils) ;;
     mandoc) command -v mandoc >/dev/null 2>&1 || need+=(mandoc) ;;
+    # the upload scanner's tests run Debian's clamd with a signature database they write
+    clamav) command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || need+=(clamav-daemon) ;;
     # make images / make test-images: podman, and debootstrap for a base where no registry answers
     podman) command -v podman >/dev/null 2>&1 || need+=(podman buildah uidmap slirp4netns fuse-overlayfs runc)
             command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap) ;;

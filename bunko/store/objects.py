@@ -208,6 +208,22 @@ _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "I
                "ExpiredToken"}
 
 
+def _server_side_encryption(kind: str, kms_key_id: str, secure: bool) -> Any:
+    """minio's SSE for BUNKO_S3_SSE ("SSE-S3", "SSE-KMS" with its key id), or None."""
+    if not kind:
+        return None
+    from minio.sse import SseKMS, SseS3
+
+    if kind == "SSE-S3":
+        return SseS3()
+    if not kms_key_id:
+        raise ConfigError("BUNKO_S3_SSE=SSE-KMS needs BUNKO_S3_SSE_KMS_KEY_ID (the KMS key's id)")
+    if not secure:
+        raise ConfigError("BUNKO_S3_SSE=SSE-KMS sends the key id in headers S3 accepts only over TLS: "
+                          "use BUNKO_OBJECT_STORE_URL=s3+https://host:port")
+    return SseKMS(kms_key_id, {})
+
+
 class S3ObjectStore:
     """One bucket on any S3 API (MinIO, SeaweedFS, AWS) through the ``minio`` client."""
 
@@ -220,6 +236,8 @@ class S3ObjectStore:
         secret_key: str | None,
         secure: bool = False,
         region: str = "us-east-1",
+        sse: str = "",
+        sse_kms_key_id: str = "",
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
         part_size: int = MULTIPART_PART_SIZE,
@@ -246,6 +264,7 @@ class S3ObjectStore:
                              region=region, http_client=http)
         self._bucket_ready = False
         self._lock = threading.Lock()
+        self._sse = _server_side_encryption(sse, sse_kms_key_id, secure)
 
     def __repr__(self) -> str:
         return f"S3ObjectStore({self._where!r})"
@@ -297,7 +316,7 @@ class S3ObjectStore:
         self._ready()
         with self._errors("put", None):
             self._client.put_object(self.bucket, key, io.BytesIO(data), len(data),
-                                    content_type=content_type)
+                                    content_type=content_type, sse=self._sse)
 
     def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
         """Streams the file; above ``part_size`` (minimum 5 MiB) it goes up as a multipart upload."""
@@ -305,7 +324,7 @@ class S3ObjectStore:
         self._ready()
         with self._errors("put", None):
             self._client.fput_object(self.bucket, key, str(path), content_type=content_type,
-                                     part_size=self.part_size)
+                                     part_size=self.part_size, sse=self._sse)
 
     def get(self, key: str) -> bytes:
         check_key(key)
@@ -396,6 +415,14 @@ class S3ObjectStore:
 
 
 def open_object_store(settings: Settings) -> ObjectStore:
+    from bunko.store.encryption import EncryptedObjectStore, keys_from_settings
+
+    store = _open_plain(settings)
+    keys = keys_from_settings(settings)
+    return EncryptedObjectStore(store, keys) if keys else store
+
+
+def _open_plain(settings: Settings) -> ObjectStore:
     url = settings.resolved_object_store_url
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -415,6 +442,8 @@ def open_object_store(settings: Settings) -> ObjectStore:
             secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
             secure=parts.scheme == "s3+https",
             region=settings.s3_region,
+            sse=settings.s3_sse,
+            sse_kms_key_id=settings.s3_sse_kms_key_id,
         )
     raise ConfigError(f"BUNKO_OBJECT_STORE_URL {url!r}: unsupported scheme {parts.scheme!r}; "
                       "use file:///path, s3://host:port or s3+https://host:port")

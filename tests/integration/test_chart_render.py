@@ -972,3 +972,42 @@ def test_an_image_digest_pins_that_process_only(helm_env, chart):
     }
     assert images[f"{RELEASE}-worker"] == f"ghcr.io/bunko-dev/bunko-worker@{digest}"
     assert images[f"{RELEASE}-api"] == "ghcr.io/bunko-dev/bunko-api:0.1.0"
+
+
+def test_clamav_in_the_release_scans_the_api_uploads_and_answers_only_the_api(helm_env, chart):
+    docs = render(helm_env, chart, "values.yaml", "clamav.enabled=true", "clamav.failOpen=true")
+    svc = one(docs, "Service", f"{RELEASE}-clamav")
+    pods = dict(pod_specs(docs))
+    assert restricted_violations(pods[f"{RELEASE}-clamav"]) == []
+    env = _env(docs, f"{RELEASE}-api")
+    assert env["BUNKO_CLAMD_URL"] == f"tcp://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
+    assert env["BUNKO_CLAMD_FAIL_OPEN"] == "true"
+    policy = one(docs, "NetworkPolicy", f"{RELEASE}-clamav")["spec"]
+    api_labels = one(docs, "Deployment", f"{RELEASE}-api")["spec"]["template"]["metadata"]["labels"]
+    (rule,) = policy["ingress"]
+    assert _selects(rule["from"][0]["podSelector"]["matchLabels"], api_labels)
+    worker_labels = one(docs, "Deployment", f"{RELEASE}-worker")["spec"]["template"]["metadata"]["labels"]
+    assert not _selects(rule["from"][0]["podSelector"]["matchLabels"], worker_labels)
+    # Off by default; a clamd of one's own by URL.
+    plain = render(helm_env, chart, "values.yaml", "clamav.url=tcp://clamd.security:3310")
+    assert not find(plain, "Service", f"{RELEASE}-clamav")
+    assert _env(plain, f"{RELEASE}-api")["BUNKO_CLAMD_URL"] == "tcp://clamd.security:3310"
+    assert "BUNKO_CLAMD_URL" not in _env(render(helm_env, chart), f"{RELEASE}-api")
+
+
+def test_encryption_at_rest_values_reach_every_bunko_process(helm_env, chart):
+    docs = render(helm_env, chart, "values.yaml", "objectStore.serverSideEncryption=SSE-KMS",
+                  "objectStore.kmsKeySecret.name=kms", "objectStore.encryptionKeySecret.name=object-keys",
+                  "objectStore.encryptionKeySecret.previousKeys=old-keys")
+    for deployment in (f"{RELEASE}-api", f"{RELEASE}-worker", f"{RELEASE}-operator"):
+        c = one(docs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["BUNKO_S3_SSE"]["value"] == "SSE-KMS"
+        assert env["BUNKO_S3_SSE_KMS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "kms", "key": "kms-key-id"}
+        assert env["BUNKO_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "object-keys", "key": "object-key"}
+        assert env["BUNKO_ENCRYPTION_PREVIOUS_KEYS"]["valueFrom"]["secretKeyRef"]["key"] == "old-keys"
+    plain = _env(render(helm_env, chart), f"{RELEASE}-api")
+    assert not {"BUNKO_S3_SSE", "BUNKO_ENCRYPTION_KEY"} & set(plain)
+    proc = helm(helm_env, "template", RELEASE, str(chart), "--set", "objectStore.serverSideEncryption=SSE-KMS",
+                check=False)
+    assert proc.returncode != 0 and "kmsKeySecret.name is required" in proc.stderr

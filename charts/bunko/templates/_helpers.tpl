@@ -120,6 +120,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 - {name: BUNKO_S3_BUCKET, value: {{ .Values.objectStore.bucket | quote }}}
+{{- with .Values.objectStore.serverSideEncryption }}
+- {name: BUNKO_S3_SSE, value: {{ . | quote }}}
+{{- end }}
+{{- if eq .Values.objectStore.serverSideEncryption "SSE-KMS" }}
+- name: BUNKO_S3_SSE_KMS_KEY_ID
+  valueFrom: {secretKeyRef: {name: {{ required "objectStore.kmsKeySecret.name is required with SSE-KMS" .Values.objectStore.kmsKeySecret.name }}, key: {{ .Values.objectStore.kmsKeySecret.key }}}}
+{{- end }}
+{{- with .Values.objectStore.encryptionKeySecret }}
+{{- if .name }}
+- name: BUNKO_ENCRYPTION_KEY
+  valueFrom: {secretKeyRef: {name: {{ .name }}, key: {{ .key }}}}
+{{- if .previousKeys }}
+- name: BUNKO_ENCRYPTION_PREVIOUS_KEYS
+  valueFrom: {secretKeyRef: {name: {{ .name }}, key: {{ .previousKeys }}}}
+{{- end }}
+{{- end }}
+{{- end }}
 - {name: BUNKO_S3_REGION, value: {{ .Values.objectStore.region | quote }}}
 {{- if .Values.valkey.enabled }}
 - name: BUNKO_INTERNAL_CACHE_PASSWORD
@@ -129,6 +146,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- else }}
 - name: BUNKO_CACHE_URL
   valueFrom: {secretKeyRef: {name: {{ required "externalCache.existingSecret is required when valkey.enabled is false" .Values.externalCache.existingSecret }}, key: {{ .Values.externalCache.urlKey }}}}
+{{- end }}
+{{- if .Values.clamav.enabled }}
+- {name: BUNKO_CLAMD_URL, value: {{ printf "tcp://%s-clamav:3310" (include "bunko.fullname" .) | quote }}}
+{{- else if .Values.clamav.url }}
+- {name: BUNKO_CLAMD_URL, value: {{ .Values.clamav.url | quote }}}
+{{- end }}
+{{- if .Values.clamav.failOpen }}
+- {name: BUNKO_CLAMD_FAIL_OPEN, value: "true"}
 {{- end }}
 {{- with (include "bunko.modelEndpoint" .) }}
 - {name: BUNKO_MODEL_ENDPOINT, value: {{ . | quote }}}
