@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from bunko.errors import ConfigError, InvalidInput, StoreUnavailable
 from bunko.settings import Settings
 from bunko.store.db import Chunk, Collection, Document
+from bunko.store.vectors import IndexType
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
@@ -91,8 +92,10 @@ def _tool(name: str) -> str:
 # --- backup --------------------------------------------------------------------------------------
 
 
-def backup(rt: Runtime, out: Path) -> Manifest:
-    """Write a backup of ``rt``'s stores into the new folder ``out``."""
+def backup(rt: Runtime, out: Path, *, database_dump: Path | None = None) -> Manifest:
+    """Write a backup of ``rt``'s stores into the new folder ``out``. ``database_dump``: a
+    ``pg_dump --format=custom`` file made just before by a pg_dump of the server's own version (the
+    chart's CronJob runs it from the PostgreSQL image), used instead of running pg_dump here."""
     from importlib.metadata import version
 
     started = time.monotonic()
@@ -111,6 +114,10 @@ def backup(rt: Runtime, out: Path) -> Manifest:
         finally:
             dst.close()
             src.close()
+    elif kind == "postgresql" and database_dump is not None:
+        if not database_dump.is_file() or database_dump.read_bytes()[:5] != b"PGDMP":
+            raise InvalidInput(f"{database_dump} is not a pg_dump --format=custom file")
+        shutil.copyfile(database_dump, out / "database.pgdump")
     elif kind == "postgresql":
         proc = subprocess.run([_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
                                "--file", str(out / "database.pgdump"), "--dbname", _libpq_url(url)],
@@ -169,6 +176,16 @@ def _export_vectors(rt: Runtime, name: str, out: Path) -> dict[str, Any]:
     return {"dim": dim, "index_type": index.get("index_type", ""), "rows": rows}
 
 
+def prune(parent: Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest complete backups (folders with a manifest) in ``parent``."""
+    done = sorted((p for p in Path(parent).iterdir() if (p / MANIFEST).is_file()),
+                  key=lambda p: (json.loads((p / MANIFEST).read_text(encoding="utf-8"))["created_at"], p.name))
+    old = done[:-keep] if keep else []
+    for folder in old:
+        shutil.rmtree(folder)
+    return old
+
+
 # --- verify and restore --------------------------------------------------------------------------
 
 
@@ -223,6 +240,9 @@ def restore_database(settings: Settings, folder: Path, manifest: Manifest, *, fo
 def _refuse_if_in_use(url: str, force: bool) -> None:
     from sqlalchemy import create_engine, inspect
 
+    if make_url(url).get_backend_name() == "sqlite" and not _sqlite_path(url).exists():
+        return  # a destroyed (or new) data directory
+
     engine = create_engine(url)
     try:
         if "documents" not in inspect(engine).get_table_names():
@@ -251,9 +271,9 @@ def restore_stores(rt: Runtime, folder: Path, manifest: Manifest) -> None:
             vectors.drop(name)
         if not meta["dim"]:
             continue
-        index_type = meta["index_type"] if meta["index_type"] in ("FLAT", "IVF_FLAT", "HNSW") else "IVF_FLAT"
-        if index_type == "HNSW" and not rt.settings.milvus_uri:
-            index_type = "IVF_FLAT"  # the embedded engine builds FLAT and IVF_FLAT only
+        index_type: IndexType = "IVF_FLAT"
+        if meta["index_type"] == "FLAT" or (meta["index_type"] == "HNSW" and rt.settings.milvus_uri):
+            index_type = meta["index_type"]  # the embedded engine builds FLAT and IVF_FLAT only
         vectors.ensure_collection(name, int(meta["dim"]), index_type=index_type)
         batch: list[dict[str, Any]] = []
         with gzip.open(folder / "vectors" / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:

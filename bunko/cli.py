@@ -329,13 +329,20 @@ def migrate() -> None:
 @app.command("backup")
 def backup_command(
     folder: Annotated[Path, typer.Argument(help="a new folder for the backup")],
+    database_dump: Annotated[Path | None, typer.Option(
+        help="a pg_dump --format=custom file to take instead of running pg_dump here")] = None,
+    keep: Annotated[int, typer.Option(help="then delete all but this many newest backups beside FOLDER "
+                                           "(0: keep all)", min=0)] = 0,
 ) -> None:
     """Back up the database, the objects and the vectors into FOLDER, with a manifest of checksums."""
-    from bunko.backup import backup
+    from bunko.backup import backup, prune
 
     rt = _runtime()
     with _errors():
-        m = backup(rt, folder)
+        m = backup(rt, folder, database_dump=database_dump)
+        removed = prune(folder.parent, keep) if keep else []
+    for old in removed:
+        console.print(f"removed the older backup {old}")
     console.print(f"backed up {m.counts['documents']} documents, {m.counts['chunks']} chunks, "
                   f"{m.counts['objects']} objects and {sum(v['rows'] for v in m.vectors.values())} vectors "
                   f"into {folder} in {m.seconds:.1f} s")
@@ -345,6 +352,8 @@ def backup_command(
 def restore_command(
     folder: Annotated[Path, typer.Argument(help="a folder `bunko backup` wrote")],
     force: Annotated[bool, typer.Option(help="replace stores that already hold documents")] = False,
+    skip_database: Annotated[bool, typer.Option(
+        help="the database was restored already (pg_restore of database.pgdump with the server's version)")] = False,
 ) -> None:
     """Restore a backup: every file is checked against the manifest first; a damaged or partial
     backup is refused before anything is changed."""
@@ -356,7 +365,8 @@ def restore_command(
     with _errors():
         manifest = verify(folder)
         settings = Settings()
-        restore_database(settings, folder, manifest, force=force)
+        if not skip_database:
+            restore_database(settings, folder, manifest, force=force)
         rt = Runtime(settings)
         try:
             restore_stores(rt, folder, manifest)

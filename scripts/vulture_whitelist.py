@@ -39,3 +39,4 @@ pytestmark  # pytest reads it
 _.ignore_aliases  # PyYAML's Dumper calls it (operator/kinds/crd.py)
 _.effect  # Kubernetes reads these off the rendered tolerations (operator/kinds/pipeline.py Toleration)
 _.toleration_seconds
+_.bunko_version  # written to the backup's manifest.json through dataclasses.asdict (bunko/backup.py)

@@ -45,7 +45,7 @@ def _env(tmp_path: Path, **values: str) -> dict[str, str]:
     return env
 
 
-def _drill(env: dict[str, str], tmp_path: Path, destroy) -> None:
+def _drill(env: dict[str, str], tmp_path: Path, destroy, *, backup_args=lambda: (), restore=None) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     make_born_digital(docs / "report.pdf")
@@ -56,7 +56,7 @@ def _drill(env: dict[str, str], tmp_path: Path, destroy) -> None:
 
     backup = tmp_path / "backup"
     t0 = time.monotonic()
-    out = bunko(env, "backup", str(backup)).stdout
+    out = bunko(env, "backup", str(backup), *backup_args()).stdout
     assert "backed up 2 documents" in out
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["counts"]["documents"] == 2 and sum(v["rows"] for v in manifest["vectors"].values()) > 0
@@ -65,7 +65,7 @@ def _drill(env: dict[str, str], tmp_path: Path, destroy) -> None:
     destroy()
 
     t0 = time.monotonic()
-    bunko(env, "restore", str(backup))
+    (restore or (lambda folder: bunko(env, "restore", str(folder))))(backup)
     restore_s = time.monotonic() - t0
     assert answers(env) == before
     print(f"backup {backup_s:.1f} s, restore {restore_s:.1f} s")
@@ -109,7 +109,23 @@ def test_restore_drill_on_postgresql_and_s3(tmp_path, s3_server):
                 store.delete(key)
             shutil.rmtree(tmp_path / "data")  # the embedded vector engine
 
-        _drill(env, tmp_path, destroy)
+        # As the chart's CronJob and the runbook do it: pg_dump and pg_restore of the server's
+        # version run outside bunko, which takes the dump and restores the rest.
+        from bunko.backup import _libpq_url
+
+        def dump() -> tuple[str, ...]:
+            path = tmp_path / "database.pgdump"
+            subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file", str(path),
+                            "--dbname", _libpq_url(url)], check=True, timeout=120)
+            return ("--database-dump", str(path))
+
+        def restore(folder: Path) -> None:
+            subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges",
+                            "--single-transaction", "--dbname", _libpq_url(url), str(folder / "database.pgdump")],
+                           check=True, timeout=120, capture_output=True)
+            bunko(env, "restore", str(folder), "--skip-database")
+
+        _drill(env, tmp_path, destroy, backup_args=dump, restore=restore)
     finally:
         drop_pg_database(name, url)
 
@@ -151,3 +167,28 @@ def test_a_damaged_partial_or_foreign_backup_is_refused_before_anything_changes(
 
     not_empty = bunko(env, "backup", str(backup), check=False)
     assert not_empty.returncode != 0 and "not empty" in not_empty.stderr
+
+
+def test_keep_prunes_older_backups(tmp_path):
+    env = _env(tmp_path)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_born_digital(docs / "report.pdf")
+    bunko(env, "ingest", str(docs))
+    root = tmp_path / "backups"
+    bunko(env, "backup", str(root / "a"), "--keep", "1")
+    out = bunko(env, "backup", str(root / "b"), "--keep", "1").stdout
+    assert "removed the older backup" in out and sorted(p.name for p in root.iterdir()) == ["b"]
+
+
+@pytest.mark.postgres
+def test_a_database_dump_given_to_backup_must_be_a_pg_dump(tmp_path):
+    name, url = create_pg_database("bunko_dumpcheck")
+    try:
+        fake = tmp_path / "fake.pgdump"
+        fake.write_text("not a dump")
+        env = _env(tmp_path, BUNKO_DATABASE_URL=url)
+        proc = bunko(env, "backup", str(tmp_path / "c"), "--database-dump", str(fake), check=False)
+        assert proc.returncode != 0 and "is not a pg_dump --format=custom file" in proc.stderr, proc.stderr
+    finally:
+        drop_pg_database(name, url)

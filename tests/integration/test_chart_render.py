@@ -1011,3 +1011,23 @@ def test_encryption_at_rest_values_reach_every_bunko_process(helm_env, chart):
     proc = helm(helm_env, "template", RELEASE, str(chart), "--set", "objectStore.serverSideEncryption=SSE-KMS",
                 check=False)
     assert proc.returncode != 0 and "kmsKeySecret.name is required" in proc.stderr
+
+
+def test_a_scheduled_backup_dumps_with_the_servers_pg_dump_then_backs_up_everything(helm_env, chart):
+    docs = render(helm_env, chart, "values.yaml", "backup.enabled=true", "backup.keep=24")
+    cron = one(docs, "CronJob", f"{RELEASE}-backup")
+    assert cron["spec"]["schedule"] == "0 * * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    (dump,) = pod["initContainers"]
+    assert dump["image"].startswith("docker.io/library/postgres:17")  # the server's major version
+    assert "pg_dump --format=custom" in dump["args"][0] and "/work/database.pgdump" in dump["args"][0]
+    env = {e["name"]: e for e in dump["env"]}
+    assert env["BUNKO_INTERNAL_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "postgres-password"
+    (main,) = pod["containers"]
+    assert "bunko backup" in main["args"][0] and "--database-dump /work/database.pgdump" in main["args"][0]
+    assert "--keep 24" in main["args"][0]
+    mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
+    claim = next(v for v in pod["volumes"] if v["name"] == "backups")["persistentVolumeClaim"]["claimName"]
+    assert mounts["backups"] == "/backups" and one(docs, "PersistentVolumeClaim", claim)
+    assert not find(render(helm_env, chart), "CronJob")
