@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from bunko import tracing
 from bunko.api.errors import install_error_handlers
 from bunko.api.jsonlog import configure_logging
 from bunko.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
     settings = settings or get_settings()
     run_worker_thread = settings.api_start_worker if start_worker is None else start_worker
     configure_logging()
+    traced = tracing.configure("bunko-api")  # before the runtime: its engines get instrumented
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +87,11 @@ def create_app(settings: Settings | None = None, *, start_worker: bool | None = 
     app.add_middleware(BodyLimitMiddleware, default=DEFAULT_BODY_LIMIT,
                        limits=[("POST", upload_route, settings.max_upload_bytes + FORM_SLACK_BYTES)])
     app.add_middleware(RequestContextMiddleware, production=settings.mode == "production")
+    if traced:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # /health, /ready and /metrics are probed every few seconds: not worth a trace each.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="health,ready,metrics")
     return app
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest import make_born_digital  # noqa: E402
+from bench.ingest import make_born_digital
 
 CLI = [sys.executable, "-c", "from bunko.cli import main; main()"]
 
@@ -51,7 +51,8 @@ def main() -> None:
     print(f"{args.pages} pages, embedded default (SQLite, file objects, embedded Milvus engine), this machine:")
     print(f"  ingest (baseline: re-extract + re-embed)  {ingest_s:8.1f} s")
     print(f"  bunko backup                              {backup_s:8.1f} s   ({size / 1e6:.1f} MB)")
-    print(f"  bunko restore (vectors from the backup)   {restore_s:8.1f} s   ({ingest_s / restore_s:.1f}x faster than re-ingesting)")
+    print(f"  bunko restore (vectors from the backup)   {restore_s:8.1f} s   "
+          f"({ingest_s / restore_s:.1f}x faster than re-ingesting)")
 
 
 if __name__ == "__main__":

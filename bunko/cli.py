@@ -225,10 +225,12 @@ def status(collection: Annotated[str | None, typer.Option("--collection", "-c")]
 @app.command()
 def worker(once: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False) -> None:
     """Run an ingestion worker: claim jobs from the database queue until stopped."""
+    from bunko import tracing
     from bunko.ingest.pipeline import make_processor
     from bunko.ingest.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tracing.configure("bunko-worker")  # before the runtime: its engines get instrumented
     rt = _runtime()
     with _errors():
         run_worker(rt.settings, make_processor(rt), once=once, sessions=rt.sessions)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from bunko import metrics
+from bunko import metrics, tracing
 from bunko.answer_cache import cache_key
 from bunko.answers import compose_answer, not_found
 from bunko.collections import DEFAULT_COLLECTION, collection_config, readable_collection
@@ -168,10 +168,16 @@ def _answer(
         mode = "extractive"
         if rt.chat is not None:
             parts: list[str] = []
-            for piece in rt.chat.stream(build_messages(prepared.text, context),
-                                        max_tokens=settings.answer_max_tokens, stop=STOP_SEQUENCES):
-                parts.append(piece)
-                yield piece
+            # Not made current: a generator's yields may resume in another context (a streamed
+            # answer), where a current span could not be detached cleanly.
+            generation = tracing.tracer.start_span("llm_generation", attributes={"bunko.blocks": len(blocks)})
+            try:
+                for piece in rt.chat.stream(build_messages(prepared.text, context),
+                                            max_tokens=settings.answer_max_tokens, stop=STOP_SEQUENCES):
+                    parts.append(piece)
+                    yield piece
+            finally:
+                generation.end()
             text = strip_invalid_citations("".join(parts), len(blocks)).strip()
             mode = "generative"
         if not text:

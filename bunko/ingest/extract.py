@@ -27,7 +27,7 @@ from typing import Protocol
 
 from PIL import Image
 
-from bunko import metrics
+from bunko import metrics, tracing
 from bunko.domain import OcrBlock, PageText
 from bunko.errors import BunkoError, OcrFailed
 from bunko.ingest.pdf import LAYER_BATCH_PAGES, LayerPage, SandboxedPdf
@@ -128,6 +128,21 @@ def ocr_page(
     cache: OcrCache | None = None,
 ) -> OcrResult:
     """The best OCR reading of one page under the retry / fallback / vertical rules."""
+    with tracing.span("ocr", **{"bunko.page": page_no}) as span:
+        result = _ocr_page(pdf, page_no, cache_prefix=cache_prefix, policy=policy, engines=engines, cache=cache)
+        span.set_attribute("bunko.ocr.confidence", float(result.confidence))
+        return result
+
+
+def _ocr_page(
+    pdf: SandboxedPdf,
+    page_no: int,
+    *,
+    cache_prefix: str,
+    policy: OcrPolicy,
+    engines: list[OcrEngine],
+    cache: OcrCache | None,
+) -> OcrResult:
     if not engines:
         raise OcrFailed(f"page {page_no} needs OCR but no OCR engine is configured (BUNKO_OCR_ENGINES)")
     job = _PageOcr(pdf, page_no, cache_prefix, cache)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, Engine, case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bunko import tracing
 from bunko.domain import DocumentStatus, JobStatus
 from bunko.errors import Conflict
 from bunko.store.db import Document, Job, utcnow
@@ -44,6 +45,7 @@ class ClaimedJob:
     attempts: int  # including this one
     worker_id: str
     lease_expires_at: datetime
+    trace_context: str | None = None  # the traceparent of the request that queued it
 
 
 # The caller's session factory (``Runtime.sessions``, or one the worker makes from its settings):
@@ -68,7 +70,7 @@ def _aware(dt: datetime | None) -> datetime | None:
 def enqueue(session: Session, document_id: str, kind: str = "ingest") -> Job:
     """Add a job in the caller's transaction (commit it together with the document row)."""
     job = Job(document_id=document_id, kind=kind, status=JobStatus.queued.value, attempts=0,
-              run_after=utcnow())
+              run_after=utcnow(), trace_context=tracing.current_traceparent())
     session.add(job)
     session.flush()
     return job
@@ -97,6 +99,7 @@ def requeue(session: Session, document_id: str, kind: str = "ingest") -> Job:
     job.last_error = None
     job.lease_owner = None
     job.lease_expires_at = None
+    job.trace_context = tracing.current_traceparent()
     session.flush()
     return job
 
@@ -144,7 +147,7 @@ def _claim_skip_locked(sessions: Sessions, worker_id: str, lease_s: float) -> Cl
         job.lease_expires_at = expires
         job.attempts = job.attempts + 1
         job.updated_at = now
-        return ClaimedJob(job.id, job.document_id, job.kind, job.attempts, worker_id, expires)
+        return ClaimedJob(job.id, job.document_id, job.kind, job.attempts, worker_id, expires, job.trace_context)
 
 
 def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -> ClaimedJob | None:
@@ -155,7 +158,7 @@ def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -
         # The read runs outside a write transaction, so it never holds SQLite's write lock.
         with engine.connect() as conn:
             row = conn.execute(
-                select(Job.id, Job.document_id, Job.kind, Job.status, Job.attempts)
+                select(Job.id, Job.document_id, Job.kind, Job.status, Job.attempts, Job.trace_context)
                 .where(_claimable(now)).order_by(Job.run_after, Job.id).limit(1)
             ).first()
         if row is None:
@@ -169,7 +172,8 @@ def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -
                         attempts=row.attempts + 1, updated_at=now)
             )
         if result.rowcount == 1:
-            return ClaimedJob(row.id, row.document_id, row.kind, row.attempts + 1, worker_id, expires)
+            return ClaimedJob(row.id, row.document_id, row.kind, row.attempts + 1, worker_id, expires,
+                              row.trace_context)
         # Someone else won this one; look again.
     return None
 

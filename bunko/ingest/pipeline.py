@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
 
+from bunko import tracing
 from bunko.collections import CollectionConfig, collection_config
 from bunko.domain import ChunkDraft, DocumentStatus, PageText
 from bunko.ingest.extract import extract_document
@@ -80,25 +81,32 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
         with pdf.open("wb") as fh:
             for part in rt.objects.iter_chunks(doc.raw_key):
                 fh.write(part)
-        pages = _extract(rt, doc, pdf, heartbeat)
-        _store_pages(rt, doc, pages)
+        with tracing.span("extract") as span:
+            pages = _extract(rt, doc, pdf, heartbeat)
+            _store_pages(rt, doc, pages)
+            span.set_attribute("bunko.pages", len(pages))
         heartbeat()
 
         _set_stage(rt, document_id, "chunk", _EXTRACT_END)
         cfg = collection_config(coll)
-        drafts = chunk_document(pages, cfg)
+        with tracing.span("chunk") as span:
+            drafts = chunk_document(pages, cfg)
+            span.set_attribute("bunko.chunks", len(drafts))
 
         _set_stage(rt, document_id, "embed", _EXTRACT_END)
-        vectors = embed_texts(rt, [indexed_text(doc.title, d) for d in drafts], owner_id=doc.owner_id,
-                              document_id=document_id, heartbeat=heartbeat)
+        with tracing.span("embed", **{"bunko.texts": len(drafts)}):
+            vectors = embed_texts(rt, [indexed_text(doc.title, d) for d in drafts], owner_id=doc.owner_id,
+                                  document_id=document_id, heartbeat=heartbeat)
 
         _set_stage(rt, document_id, "index", _EMBED_END)
-        index_chunks(rt, doc, coll.id, coll.vector_collection, cfg, drafts, vectors)
+        with tracing.span("index"):
+            index_chunks(rt, doc, coll.id, coll.vector_collection, cfg, drafts, vectors)
         heartbeat()
 
         _set_stage(rt, document_id, "thumbnail", 0.98)
-        rt.objects.put(keys.thumbnail(doc.id), render_thumbnail(pdf, rt.settings.sandbox),
-                       content_type="image/png")
+        with tracing.span("thumbnail"):
+            rt.objects.put(keys.thumbnail(doc.id), render_thumbnail(pdf, rt.settings.sandbox),
+                           content_type="image/png")
 
     with rt.sessions.begin() as s:
         d = s.get(Document, document_id)

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bunko import tracing
 from bunko.errors import BunkoError, DuplicateDocument, InvalidDocument, InvalidInput, NotFound, Unavailable
 from bunko.ingest import jobs, worker_health
 from bunko.ingest.types import Heartbeat
@@ -186,7 +187,11 @@ def _run_job(policy: JobPolicy, sessions: jobs.Sessions, job: jobs.ClaimedJob, p
     fields = {"job": job.id, "document": job.document_id, "attempt": job.attempts, "worker": job.worker_id}
     _event(logging.INFO, "job.start", **fields)
     started = time.monotonic()
-    with _Lease(sessions, job, policy.lease_s, stop, liveness) as lease:
+    attributes = {"bunko.document_id": job.document_id, "bunko.job_id": job.id, "bunko.attempt": job.attempts}
+    with (
+        tracing.job_span("ingest", job.trace_context, **attributes),
+        _Lease(sessions, job, policy.lease_s, stop, liveness) as lease,
+    ):
         try:
             process(job.document_id, lease.heartbeat)
         except BaseException as exc:

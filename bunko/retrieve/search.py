@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from bunko import tracing
 from bunko.domain import Hit, Principal
 from bunko.models.base import Embedder, Reranker
 from bunko.retrieve import recipe
@@ -113,13 +114,43 @@ def search(
     params = params or SearchParams()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    query_vec = embedder.embed_queries([prepared.text])[0]
+    with tracing.span("embed", **{"bunko.texts": 1}):
+        query_vec = embedder.embed_queries([prepared.text])[0]
     t1 = time.perf_counter()
     timings["embed"] = (t1 - t0) * 1000
     weights = prepared.weights(params.weights, shift=params.keyword_shift)
     index = recipe.recipe_for(params.index_version)
     terms = index.query_analyzer.tokens(prepared.text)
     expr = acl_filter(principal, collection_id, filters)
+    with tracing.span("vector_search", **{"bunko.fusion": params.fusion}) as search_span:
+        hits, signals = _search(vectors, collection_name, query_vec, terms, expr, weights, params)
+        search_span.set_attribute("bunko.candidates", len(hits))
+    t2 = time.perf_counter()
+    timings["search"] = (t2 - t1) * 1000
+    candidates = len(hits)
+    hits = navigation_last(hits)
+    if reranker is None:
+        not_covered = False
+        if signals and params.not_found_bm25_share is not None:
+            chunks = vectors.count(collection_name, filter_expr=expr)
+            signals["bm25_share"] = signals["bm25_per_term"] / recipe.idf_ceiling(chunks)
+            missing = missing_terms(vectors, collection_name, recipe.content_terms(terms), hits, expr)
+            signals["missing_terms"] = float(len(missing))
+            not_covered = recipe.refuse(len(missing), signals["bm25_share"], chunks,
+                                        max_bm25_share=params.not_found_bm25_share)
+        return SearchResult(hits[: params.rerank_top_k], False, candidates, weights, timings,
+                            not_covered=not_covered, signals=signals)
+    with tracing.span("rerank", **{"bunko.candidates": len(hits)}):
+        top = navigation_last(
+            rerank(reranker, prepared.text, hits, top_k=params.rerank_top_k, threshold=params.rerank_threshold)
+        )
+    timings["rerank"] = (time.perf_counter() - t2) * 1000
+    return SearchResult(top, True, candidates, weights, timings)
+
+
+def _search(vectors: VectorStore, collection_name: str, query_vec: Any, terms: list[str], expr: str,
+            weights: tuple[float, float], params: SearchParams) -> tuple[list[Hit], dict[str, float]]:
+    """The hybrid search itself (both legs in Milvus), and the signals the not-found rule reads."""
     signals: dict[str, float] = {}
     if params.fusion == "minmax":
         dense_hits, sparse_hits = vectors.search_legs(
@@ -139,26 +170,7 @@ def search(
             dense_k=params.dense_k, sparse_k=params.sparse_k, weights=weights,
             limit=params.dense_k + params.sparse_k, search_params=params.dense_index, fusion=params.fusion,
         )
-    t2 = time.perf_counter()
-    timings["search"] = (t2 - t1) * 1000
-    candidates = len(hits)
-    hits = navigation_last(hits)
-    if reranker is None:
-        not_covered = False
-        if signals and params.not_found_bm25_share is not None:
-            chunks = vectors.count(collection_name, filter_expr=expr)
-            signals["bm25_share"] = signals["bm25_per_term"] / recipe.idf_ceiling(chunks)
-            missing = missing_terms(vectors, collection_name, recipe.content_terms(terms), hits, expr)
-            signals["missing_terms"] = float(len(missing))
-            not_covered = recipe.refuse(len(missing), signals["bm25_share"], chunks,
-                                        max_bm25_share=params.not_found_bm25_share)
-        return SearchResult(hits[: params.rerank_top_k], False, candidates, weights, timings,
-                            not_covered=not_covered, signals=signals)
-    top = navigation_last(
-        rerank(reranker, prepared.text, hits, top_k=params.rerank_top_k, threshold=params.rerank_threshold)
-    )
-    timings["rerank"] = (time.perf_counter() - t2) * 1000
-    return SearchResult(top, True, candidates, weights, timings)
+    return hits, signals
 
 
 def missing_terms(vectors: VectorStore, collection_name: str, terms: list[str], hits: list[Hit],

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+import sqlalchemy
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -25,7 +26,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
     event,
 )
 from sqlalchemy.engine import Dialect, Engine
@@ -203,6 +203,8 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     run_after: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The W3C traceparent of the request that queued it (bunko.tracing); None when not traced.
+    trace_context: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -283,10 +285,12 @@ def get_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # sqlalchemy.create_engine looked up at call time: tracing (bunko.tracing) may wrap it
+        # after this module was imported.
+        engine = sqlalchemy.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(
+        engine = sqlalchemy.create_engine(
             url, pool_pre_ping=True, pool_size=10, max_overflow=10,
             connect_args={"connect_timeout": 5},
         )

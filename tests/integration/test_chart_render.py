@@ -1031,3 +1031,13 @@ def test_a_scheduled_backup_dumps_with_the_servers_pg_dump_then_backs_up_everyth
     claim = next(v for v in pod["volumes"] if v["name"] == "backups")["persistentVolumeClaim"]["claimName"]
     assert mounts["backups"] == "/backups" and one(docs, "PersistentVolumeClaim", claim)
     assert not find(render(helm_env, chart), "CronJob")
+
+
+def test_tracing_sends_the_api_and_worker_spans_to_the_configured_collector(helm_env, chart):
+    docs = render(helm_env, chart, "values.yaml", "tracing.otlpEndpoint=http://otel-collector.monitoring:4318",
+                  "tracing.sampleRatio=0.25")
+    for deployment in (f"{RELEASE}-api", f"{RELEASE}-worker"):
+        env = _env(docs, deployment)
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
+        assert (env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"]) == ("parentbased_traceidratio", "0.25")
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in _env(render(helm_env, chart), f"{RELEASE}-api")

@@ -147,6 +147,11 @@ app.kubernetes.io/component: {{ .component }}
 - name: BUNKO_CACHE_URL
   valueFrom: {secretKeyRef: {name: {{ required "externalCache.existingSecret is required when valkey.enabled is false" .Values.externalCache.existingSecret }}, key: {{ .Values.externalCache.urlKey }}}}
 {{- end }}
+{{- with .Values.tracing.otlpEndpoint }}
+- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ . | quote }}}
+- {name: OTEL_TRACES_SAMPLER, value: parentbased_traceidratio}
+- {name: OTEL_TRACES_SAMPLER_ARG, value: {{ $.Values.tracing.sampleRatio | quote }}}
+{{- end }}
 {{- if .Values.clamav.enabled }}
 - {name: BUNKO_CLAMD_URL, value: {{ printf "tcp://%s-clamav:3310" (include "bunko.fullname" .) | quote }}}
 {{- else if .Values.clamav.url }}

@@ -1,0 +1,141 @@
+"""One trace per request across real processes: the api (`bunko serve`) and a worker (`bunko worker`)
+export over OTLP/HTTP to a receiver this test runs, and the spans decoded with the official
+opentelemetry-proto messages show the upload's trace continuing in the worker's job (through the
+job row's traceparent) with a span per ingest stage, and the query's trace with its search stages.
+Off by default: without the OTEL_* variables no SDK is even imported."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from bunko.samples import make_born_digital
+from bunko.testing.servers import free_port
+from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.otlp import OtlpReceiver, Span
+
+pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow]
+CLI = "from bunko.cli import main; main()"
+
+
+def _wait(check: Callable[[], object], timeout: float, what: str, procs: list[subprocess.Popen[str]]) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except httpx.TransportError:
+            pass
+        for p in procs:
+            if p.poll() is not None:
+                pytest.fail(f"a process exited while waiting for {what}: {p.args}")
+        time.sleep(0.5)
+    pytest.fail(f"no {what} within {timeout:.0f} s")
+
+
+def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
+    out = []
+    while span.parent_id and span.parent_id in by_id:
+        span = by_id[span.parent_id]
+        out.append(span)
+    return out
+
+
+def test_an_upload_and_a_query_are_each_one_trace_across_the_api_and_the_worker(
+    tmp_path, s3_server, redis_url, milvus_server
+):
+    receiver = OtlpReceiver()
+    db_name, db_url = create_pg_database("bunko_tracing")
+    password = secrets.token_urlsafe(16)
+    port = free_port()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUNKO_", "OTEL_"))}
+    base_env.update({
+        "BUNKO_MODE": "production", "BUNKO_DATABASE_URL": db_url, "BUNKO_MILVUS_URI": milvus_server,
+        "BUNKO_CACHE_URL": redis_url, "BUNKO_JWT_SECRET": secrets.token_hex(32),
+        "BUNKO_BOOTSTRAP_ADMIN_USERNAME": "admin", "BUNKO_BOOTSTRAP_ADMIN_PASSWORD": password,
+        **{f"BUNKO_{k.upper()}": str(v) for k, v in s3_server.settings_overrides().items()},
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
+    })
+    procs: list[subprocess.Popen[str]] = []
+    logs = []
+    try:
+        for name, args in (("api", ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]),
+                           ("worker", ["worker"])):
+            log = (tmp_path / f"{name}.log").open("w")
+            logs.append(log)
+            env = {**base_env, "BUNKO_DATA_DIR": str(tmp_path / name)}
+            procs.append(subprocess.Popen([sys.executable, "-c", CLI, *args], env=env, stdout=log,
+                                          stderr=subprocess.STDOUT, text=True))
+        base = f"http://127.0.0.1:{port}"
+        _wait(lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200, 120, "the api", procs)
+        token = httpx.post(f"{base}/api/v1/auth/login", json={"username": "admin", "password": password},
+                           timeout=30).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        pdf = make_born_digital(tmp_path / "report.pdf")
+        up = httpx.post(f"{base}/api/v1/collections/default/documents", headers=headers, timeout=60,
+                        files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")})
+        assert up.status_code == 201, up.text
+        doc_id = up.json()["id"]
+        _wait(lambda: httpx.get(f"{base}/api/v1/documents/{doc_id}", headers=headers,
+                                timeout=10).json()["status"] == "completed", 300, "the document", procs)
+        answer = httpx.post(f"{base}/api/v1/query", headers=headers, timeout=120,
+                            json={"question": "売上高はいくらですか", "collection": "default"})
+        assert answer.status_code == 200, answer.text
+
+        def spans_named(*names: str) -> list[Span]:
+            spans = receiver.snapshot()
+            return spans if all(any(s.name == n for s in spans) for n in names) else []
+
+        _wait(lambda: spans_named("ingest", "thumbnail", "vector_search"), 60, "the exported spans", procs)
+        time.sleep(1)  # the rest of the batch
+        spans = receiver.snapshot()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for log in logs:
+            log.close()
+        receiver.close()
+        drop_pg_database(db_name, db_url)
+
+    by_id = {s.span_id: s for s in spans}
+    # The upload: the api's server span, and the worker's job in the same trace, below it.
+    (upload,) = [s for s in spans if s.service == "bunko-api" and s.name.startswith("POST /api/v1/collections/")
+                 and s.kind == 2]  # SERVER
+    (ingest,) = [s for s in spans if s.name == "ingest"]
+    assert ingest.service == "bunko-worker" and ingest.trace_id == upload.trace_id
+    assert upload in _ancestors(ingest, by_id)
+    assert ingest.attributes["bunko.document_id"] == doc_id
+    stages = {s.name: s for s in spans if s.parent_id == ingest.span_id}
+    assert {"extract", "chunk", "embed", "index", "thumbnail"} <= set(stages)
+    assert all(s.service == "bunko-worker" for s in stages.values())
+    # SQL through the SQLAlchemy instrumentation, in both processes of that trace.
+    sql = [s for s in spans if s.trace_id == upload.trace_id and s.attributes.get("db.system") == "postgresql"]
+    assert {s.service for s in sql} == {"bunko-api", "bunko-worker"}
+    # The query: its own trace, with the search stages under the api's server span.
+    (query,) = [s for s in spans if s.name == "POST /api/v1/query" and s.kind == 2]
+    assert query.trace_id != upload.trace_id
+    for name in ("embed", "vector_search"):
+        (stage,) = [s for s in spans if s.name == name and s.trace_id == query.trace_id]
+        assert query in _ancestors(stage, by_id)
+
+
+def test_tracing_is_off_and_costs_no_sdk_without_the_otel_variables():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    code = ("import sys\nfrom bunko import tracing\nfrom bunko.api.main import create_app\n"
+            "create_app()\nprint(tracing.configure('x'), 'opentelemetry.sdk' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "BUNKO_DATA_DIR": "/tmp/bunko-otel-off"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split()[-2:] == ["False", "False"], out.stdout + out.stderr
