@@ -130,12 +130,17 @@ def test_restore_drill_on_postgresql_and_s3(tmp_path, s3_server):
         drop_pg_database(name, url)
 
 
-def test_a_damaged_partial_or_foreign_backup_is_refused_before_anything_changes(tmp_path):
+def _ingest_one_report(tmp_path: Path) -> dict[str, str]:
     env = _env(tmp_path)
     docs = tmp_path / "docs"
     docs.mkdir()
     make_born_digital(docs / "report.pdf")
     bunko(env, "ingest", str(docs))
+    return env
+
+
+def test_a_damaged_partial_or_foreign_backup_is_refused_before_anything_changes(tmp_path):
+    env = _ingest_one_report(tmp_path)
     backup = tmp_path / "backup"
     bunko(env, "backup", str(backup))
     db = tmp_path / "data" / "bunko.db"
@@ -170,11 +175,7 @@ def test_a_damaged_partial_or_foreign_backup_is_refused_before_anything_changes(
 
 
 def test_keep_prunes_older_backups(tmp_path):
-    env = _env(tmp_path)
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    make_born_digital(docs / "report.pdf")
-    bunko(env, "ingest", str(docs))
+    env = _ingest_one_report(tmp_path)
     root = tmp_path / "backups"
     bunko(env, "backup", str(root / "a"), "--keep", "1")
     out = bunko(env, "backup", str(root / "b"), "--keep", "1").stdout

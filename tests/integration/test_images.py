@@ -17,7 +17,6 @@ import json
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +25,7 @@ import pytest
 
 from bunko.testing.servers import free_port
 from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.images, pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow]
 
@@ -66,18 +66,8 @@ class Container:
         return out.stdout.strip() == "true"
 
     def wait_for(self, check: Any, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                result = check()
-                if result:
-                    return result
-            except httpx.TransportError:
-                pass
-            if not self.running():
-                pytest.fail(f"{self.name} exited while waiting for {what}:\n{self.logs()}")
-            time.sleep(1)
-        pytest.fail(f"{self.name}: no {what} within {timeout:.0f} s:\n{self.logs()}")
+        return wait_for(check, timeout=timeout, what=f"{what} ({self.name})",
+                        died=lambda: None if self.running() else self.logs())
 
     def stop(self) -> None:
         subprocess.run([PODMAN, "rm", "-f", "-t", "10", self.name], capture_output=True)

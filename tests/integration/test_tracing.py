@@ -20,25 +20,17 @@ from bunko.samples import make_born_digital
 from bunko.testing.servers import free_port
 from tests.support.databases import create_pg_database, drop_pg_database
 from tests.support.otlp import OtlpReceiver, Span
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow]
 CLI = "from bunko.cli import main; main()"
 
 
 def _wait(check: Callable[[], object], timeout: float, what: str, procs: list[subprocess.Popen[str]]) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except httpx.TransportError:
-            pass
-        for p in procs:
-            if p.poll() is not None:
-                pytest.fail(f"a process exited while waiting for {what}: {p.args}")
-        time.sleep(0.5)
-    pytest.fail(f"no {what} within {timeout:.0f} s")
+    def died() -> str | None:
+        return next((f"{p.args[3:]} exited with {p.returncode}" for p in procs if p.poll() is not None), None)
+
+    return wait_for(check, timeout=timeout, what=what, died=died)
 
 
 def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
