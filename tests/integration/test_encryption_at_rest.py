@@ -9,6 +9,7 @@ import base64
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -114,18 +115,21 @@ def test_the_reseal_command_rewrites_objects_under_a_new_key(tmp_path):
 
 @pytest.mark.s3
 def test_s3_server_side_encryption_on_seaweedfs(s3_server):
+    # SeaweedFS is shared by the session (other tests store this sample's sentence in plain
+    # buckets): each write here carries a marker of its own, and the search looks for that.
+    secret = f"{uuid.uuid4().hex} {SENTENCE}".encode()
     settings = Settings(**s3_server.settings_overrides(), s3_sse="SSE-S3")
     store = open_object_store(settings)
-    body = f"{SENTENCE} — SSE-S3".encode()
-    store.put("sse/one.txt", body)
-    assert store.get("sse/one.txt") == body
+    store.put("sse/one.txt", secret)
+    assert store.get("sse/one.txt") == secret
     stat = store._client.stat_object(settings.s3_bucket, "sse/one.txt")  # type: ignore[attr-defined]
     assert stat.metadata.get("x-amz-server-side-encryption") == "AES256"
-    assert _files_holding(s3_server.data_dir, SENTENCE.encode("utf-8")) == []
+    assert _files_holding(s3_server.data_dir, secret) == []
     # The same write without SSE lands in SeaweedFS's volume files as it is: the check can fail.
     plain = open_object_store(Settings(**{**s3_server.settings_overrides(), "s3_bucket": settings.s3_bucket}))
-    plain.put("sse/plain.txt", b"plain marker " + SENTENCE.encode("utf-8"))
-    assert _files_holding(s3_server.data_dir, b"plain marker " + SENTENCE.encode("utf-8"))
+    visible = f"{uuid.uuid4().hex} {SENTENCE}".encode()
+    plain.put("sse/plain.txt", visible)
+    assert _files_holding(s3_server.data_dir, visible)
 
 
 def test_sse_kms_needs_its_key_id_and_tls():
