@@ -23,7 +23,6 @@ import sqlite3
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,26 +153,19 @@ def backup(rt: Runtime, out: Path, *, database_dump: Path | None = None) -> Mani
 
 def _export_vectors(rt: Runtime, name: str, out: Path) -> dict[str, Any]:
     vectors = rt.vectors
-    client = vectors._client
     if not vectors.has(name):
         return {"dim": 0, "index_type": "", "rows": 0}
-    fields = client.describe_collection(name)["fields"]
-    dim = next(int(f["params"]["dim"]) for f in fields if f["name"] == "dense")
-    names = [f["name"] for f in fields if f["name"] != "sparse"]
-    index = client.describe_index(name, "dense") or {}
-    vectors._ensure_loaded(name)
+    dim, index_type, _ = vectors.layout(name)
     rows = 0
     target = out / "vectors" / f"{name}.jsonl.gz"
     target.parent.mkdir(parents=True, exist_ok=True)
-    it = client.query_iterator(name, batch_size=_BATCH, filter="", output_fields=names)
     with gzip.open(target, "wt", encoding="utf-8") as f:
-        while batch := it.next():
+        for batch in vectors.iter_rows(name, _BATCH):
             for row in batch:
                 row = {k: (list(map(float, v)) if k == "dense" else v) for k, v in dict(row).items()}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 rows += 1
-    it.close()
-    return {"dim": dim, "index_type": index.get("index_type", ""), "rows": rows}
+    return {"dim": dim, "index_type": index_type or "", "rows": rows}
 
 
 def prune(parent: Path, keep: int) -> list[Path]:
@@ -280,10 +272,10 @@ def restore_stores(rt: Runtime, folder: Path, manifest: Manifest) -> None:
             for line in f:
                 batch.append(json.loads(line))
                 if len(batch) >= _BATCH:
-                    vectors._run("upsert", partial(vectors._client.upsert, name, batch))
+                    vectors.upsert_rows(name, batch)
                     batch = []
         if batch:
-            vectors._run("upsert", partial(vectors._client.upsert, name, batch))
-        vectors._run("flush", partial(vectors._client.flush, name))
+            vectors.upsert_rows(name, batch)
+        vectors.flush(name)
         if (restored := vectors.count(name)) != meta["rows"]:
             raise StoreUnavailable(f"vector collection {name}: {restored} rows restored of {meta['rows']}")

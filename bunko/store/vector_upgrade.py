@@ -10,7 +10,6 @@ the copy; the Lite file itself is left in place for the user to delete.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 
 from bunko.store.vectors import IndexType, VectorStore
@@ -29,21 +28,12 @@ def copy_lite_collections(lite_path: Path, engine: VectorStore) -> int:
     copied = 0
     try:
         for name in lite._client.list_collections():
-            fields = lite._client.describe_collection(name)["fields"]
-            dim = next(f["params"]["dim"] for f in fields if f["name"] == "dense")
-            names = [f["name"] for f in fields if f["name"] != "sparse"]
-            index = lite._client.describe_index(name, "dense") or {}
-            engine.ensure_collection(name, int(dim), index_type=_engine_index(index.get("index_type")))
-            lite._ensure_loaded(name)
-            it = lite._client.query_iterator(name, batch_size=_BATCH, filter="", output_fields=names)
-            while True:
-                rows = it.next()
-                if not rows:
-                    break
-                engine._run("upsert", partial(engine._client.upsert, name, rows))
+            dim, index_type, _ = lite.layout(name)
+            engine.ensure_collection(name, dim, index_type=_engine_index(index_type))
+            for rows in lite.iter_rows(name, _BATCH):
+                engine.upsert_rows(name, rows)
                 copied += len(rows)
-            it.close()
-            engine._run("flush", partial(engine._client.flush, name))
+            engine.flush(name)
             log.info("copied %s from the Milvus Lite file %s into the embedded engine", name, lite_path)
     finally:
         lite.close()

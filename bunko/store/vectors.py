@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -288,6 +288,34 @@ class VectorStore:
 
     def has(self, name: str) -> bool:
         return self._run("has_collection", lambda: bool(self._client.has_collection(name)))
+
+    # --- whole collections, row by row (backups, moving between stores) -------------------------
+
+    def layout(self, name: str) -> tuple[int, str | None, list[str]]:
+        """(dense dimension, dense index type, every stored field but the BM25 sparse vector, which
+        Milvus computes from ``tokens`` on insert)."""
+        fields = self._client.describe_collection(name)["fields"]
+        dim = next(int(f["params"]["dim"]) for f in fields if f["name"] == "dense")
+        index = self._client.describe_index(name, "dense") or {}
+        return dim, index.get("index_type"), [f["name"] for f in fields if f["name"] != "sparse"]
+
+    def iter_rows(self, name: str, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Every row of ``name`` as stored (see ``layout``), a batch at a time."""
+        _, _, names = self.layout(name)
+        self._ensure_loaded(name)
+        it = self._client.query_iterator(name, batch_size=batch_size, filter="", output_fields=names)
+        try:
+            while rows := it.next():
+                yield rows
+        finally:
+            it.close()
+
+    def upsert_rows(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Rows as ``iter_rows`` gives them (no re-embedding), then made durable by ``flush``."""
+        self._run("upsert", lambda: self._client.upsert(name, rows))
+
+    def flush(self, name: str) -> None:
+        self._run("flush", lambda: self._client.flush(name))
 
     def ensure_collection(
         self,
