@@ -106,6 +106,33 @@ class CollectionOut(BaseModel):
     created_at: datetime
 
 
+class PiiPolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy: Literal["off", "flag", "redact"]
+
+
+class PiiPolicyOut(BaseModel):
+    collection: str
+    previous: str
+    policy: str
+    requeued: int
+
+
+class PiiPageOut(BaseModel):
+    document_id: str
+    filename: str
+    page: int
+    counts: dict[str, int]
+    redacted: bool
+
+
+class PiiReportOut(BaseModel):
+    collection: str
+    policy: str
+    totals: dict[str, int]
+    pages: list[PiiPageOut]
+
+
 class ReindexOut(BaseModel):
     collection: str
     from_version: str
@@ -161,6 +188,8 @@ class PageBlockOut(BaseModel):
         description="x0, y0, x1, y1 in PDF points (1/72 inch), origin at the page's top left")
     confidence: float
     kind: str
+    redacted: bool = Field(default=False, description="held personal information that the collection's "
+                           "PII policy redacted: its text is redacted and its box is black on the page image")
 
 
 class PageOut(BaseModel):

@@ -429,6 +429,33 @@ def reindex(
                           + (f"; {report.requeued} in-flight document(s) re-queued" if report.requeued else ""))
 
 
+@app.command()
+def pii(
+    policy: Annotated[str | None, typer.Argument(help="off | flag | redact; left out: show what was found")] = None,
+    collection: Annotated[str, typer.Option("--collection", "-c")] = "default",
+) -> None:
+    """A collection's personal-information policy. With POLICY, set it: every document is processed
+    again under it (flag records what each page holds; redact also replaces it in what is indexed,
+    shown and sent to an LLM). Without, list the pages where something was found."""
+    from bunko.collections import collection_config, get_collection
+    from bunko.ingest.privacy import findings_report, set_pii_policy
+
+    rt = _runtime()
+    with _errors():
+        if policy is not None:
+            change = set_pii_policy(rt, collection, policy)
+            console.print(f"{change.collection}: pii {change.old} -> {change.new}; "
+                          f"{change.requeued} document(s) queued to be processed again")
+            return
+        coll = get_collection(rt, collection)
+        console.print(f"{coll.name}: pii policy {collection_config(coll).pii}")
+        table = Table("document", "page", "found", "redacted")
+        for p in findings_report(rt, coll.id):
+            found = ", ".join(f"{entity} ×{n}" for entity, n in sorted(p.counts.items()))
+            table.add_row(p.filename, str(p.page_no), found, "yes" if p.redacted else "no")
+        console.print(table)
+
+
 def _index_version(rt: Any, name: str) -> str:
     from bunko.collections import collection_config, get_collection
 

@@ -20,11 +20,13 @@ from bunko.domain import Principal, Visibility
 from bunko.errors import Conflict, InvalidInput, NotFound
 from bunko.retrieve import recipe
 from bunko.store import keys
-from bunko.store.db import Chunk, Collection, Document, Job, Page, new_id
+from bunko.store.db import Chunk, Collection, Document, Job, Page, PiiFinding, new_id
 from bunko.store.objects import delete_document_objects
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
+
+PiiPolicy = Literal["off", "flag", "redact"]
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_COLLECTION = "default"
@@ -54,6 +56,9 @@ class CollectionConfig(BaseModel):
     index_version: str = recipe.INDEX_VERSION
     # Refusal without a reranker (bunko.retrieve.recipe.refuse); None turns it off.
     not_found_bm25_share: float | None = Field(default=recipe.NOT_FOUND_BM25_SHARE, ge=0, le=10)
+    # Personal information (bunko.pii): "flag" records what each page holds; "redact" also
+    # replaces it in what is stored, indexed, shown and sent to an LLM. The original PDF is kept.
+    pii: PiiPolicy = "off"
 
     @model_validator(mode="after")
     def _check(self) -> CollectionConfig:
@@ -175,7 +180,7 @@ def delete_collection(rt: Runtime, collection_id: str, *, vector_collection: str
     rt.objects.delete_prefix(keys.collection_prefix(collection_id))
     doc_ids = [doc_id for doc_id, _ in docs]
     with rt.sessions.begin() as s:
-        for model in (Job, Chunk, Page):
+        for model in (Job, Chunk, Page, PiiFinding):
             s.execute(delete(model).where(model.document_id.in_(doc_ids)))  # type: ignore[attr-defined]
         s.execute(delete(Document).where(Document.collection_id == collection_id))
         s.execute(delete(Collection).where(Collection.id == collection_id))

@@ -77,6 +77,7 @@ class OcrBlock:
     bbox: tuple[float, float, float, float]
     confidence: float
     kind: str = "text"  # "text" | "table" | "title" | "figure"
+    redacted: bool = False  # held personal information (bunko.pii): its text is redacted, its box blacked out
 
 
 @dataclass

@@ -21,6 +21,7 @@ from bunko.store.db import migrate, session_factory
 
 if TYPE_CHECKING:
     from bunko.models.base import ChatModel, Embedder, OcrEngine, Reranker
+    from bunko.pii.detect import PiiDetector
     from bunko.store.cache import Cache
     from bunko.store.objects import ObjectStore
     from bunko.store.vectors import VectorStore
@@ -150,6 +151,14 @@ class Runtime:
                 from bunko.models.ocr import load_ocr_engines
 
                 return load_ocr_engines(self.settings.ocr_engines)
+
+    @cached_property
+    def pii(self) -> PiiDetector:
+        """Personal-information detection for collections whose policy asks for it; GiNZA loads
+        on the first page it reads, so a process that never meets such a collection never pays."""
+        from bunko.pii.detect import PiiDetector
+
+        return PiiDetector()
 
     @cached_property
     def chat(self) -> ChatModel | None:

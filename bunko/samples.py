@@ -290,6 +290,35 @@ def make_vertical(path: Path) -> Path:
     return _image_pdf([_render_vertical_page(VERTICAL_COLUMNS)], path, "縦書きサンプル")
 
 
+# A staff contact sheet with made-up personal information of every kind bunko.pii detects (the
+# My Number passes its check digit, the card number the Luhn check), and numbers that are not
+# personal information (an order number, a date, a version) beside them.
+PERSONAL_TITLE = "社員連絡先一覧（サンプル）"
+PERSONAL_LINES = (
+    "総務部の山田太郎さんの電話番号は 03-5555-0123 です。",
+    "山田さんへのメールは taro.yamada@example.co.jp に送ってください。",
+    "本社の住所は 〒100-0005 東京都千代田区丸の内1-9-1 です。",
+    "山田さんのマイナンバー（個人番号）は 1234 5678 9018 として届け出られています。",
+    "経費精算用のクレジットカード番号は 4111 1111 1111 1111 です。",
+    "営業部の佐藤花子さんの携帯電話は 090-1234-5678 です。",
+    "注文番号 123456789012 の備品は 2025年4月1日に納品され、社内規程は第3版に改定されました。",
+    "会議室の予約は総務部の受付で行います。",
+)
+PERSONAL_VALUES = ("山田太郎", "03-5555-0123", "taro.yamada@example.co.jp", "100-0005",
+                   "東京都千代田区丸の内1-9-1", "1234 5678 9018", "4111 1111 1111 1111", "佐藤花子",
+                   "090-1234-5678")
+
+
+def make_personal_record(path: Path) -> Path:
+    pdf = _new_pdf(PERSONAL_TITLE)
+    pdf.add_page()
+    _heading(pdf, PERSONAL_TITLE)
+    for line in PERSONAL_LINES:
+        _paragraph(pdf, line)
+    pdf.output(str(path))
+    return path
+
+
 def make_samples(out_dir: Path) -> dict[str, Path]:
     """Write the good samples into ``out_dir``; returns ``{file name: path}``."""
     out_dir = Path(out_dir)

@@ -99,6 +99,10 @@ def reconcile(
         return Outcome("created", cid, vname)
 
     why = stale_because(row, model, dim, cfg)
+    old_pii = parse_config(row.config).pii
+    # A privacy policy covers the documents already there too, so its change re-processes them
+    # whatever reindexPolicy says (a document busy meanwhile notices the change when it finishes).
+    pii_change = [f"pii {old_pii} -> {cfg.pii}"] if old_pii != cfg.pii else []
     if why and not automatic:
         # Keep the parameters the stored data was made with; change only what is read at query time.
         old = parse_config(row.config)
@@ -107,7 +111,8 @@ def reconcile(
         rt.vectors.ensure_collection(
             vname, row.embedding_dim, index_type=old.index_type, index_params=old.index_params()
         )
-        return Outcome("reindex-required", cid, vname, why)
+        requeued = requeue_documents(rt, cid) if pii_change else 0
+        return Outcome("reindex-required", cid, vname, why + pii_change, requeued)
     if why:
         rebuild = any(not w.startswith(CHUNKING_FIELDS) for w in why)
         if rebuild:
@@ -117,11 +122,13 @@ def reconcile(
         # The row last: until it says the new model, a retry finds the work still to do.
         _update_row(rt, cid, config=cfg.model_dump(), embedding_model=model, embedding_dim=dim, **fields)
         rt.cache.bump(f"collection:{cid}")
-        return Outcome("reindexing", cid, vname, why, requeued)
+        return Outcome("reindexing", cid, vname, why + pii_change, requeued)
     rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
     changed = _update_row(rt, cid, config=cfg.model_dump(), **fields)
     if changed:
         rt.cache.bump(f"collection:{cid}")
+    if pii_change:
+        return Outcome("reindexing", cid, vname, pii_change, requeue_documents(rt, cid))
     return Outcome("updated" if changed else "unchanged", cid, vname)
 
 

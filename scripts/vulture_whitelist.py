@@ -40,3 +40,5 @@ _.ignore_aliases  # PyYAML's Dumper calls it (operator/kinds/crd.py)
 _.effect  # Kubernetes reads these off the rendered tolerations (operator/kinds/pipeline.py Toleration)
 _.toleration_seconds
 _.bunko_version  # written to the backup's manifest.json through dataclasses.asdict (bunko/backup.py)
+_.labels_to_ignore  # Presidio reads it off the NER configuration (bunko/pii/detect.py)
+_.validate_result  # Presidio's PatternRecognizer calls it on each match (bunko/pii/recognizers.py)

@@ -8,7 +8,15 @@ from bunko import audit
 from bunko import collections as colls
 from bunko.access import can_read_collection
 from bunko.api.deps import CollectionManager, CollectionReader, RuntimeDep, client_ip
-from bunko.api.schemas import CollectionCreate, CollectionOut, ReindexOut
+from bunko.api.schemas import (
+    CollectionCreate,
+    CollectionOut,
+    PiiPageOut,
+    PiiPolicyIn,
+    PiiPolicyOut,
+    PiiReportOut,
+    ReindexOut,
+)
 from bunko.store.db import Collection
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
@@ -62,3 +70,34 @@ def reindex_collection(collection: str, admin: CollectionManager, rt: RuntimeDep
     return ReindexOut(collection=report.collection, from_version=report.from_version,
                       to_version=report.to_version, documents=report.documents, chunks=report.chunks,
                       requeued=report.requeued, seconds=report.seconds, changes=report.changes)
+
+
+@router.get("/{collection}/pii", response_model=PiiReportOut)
+def pii_report(collection: str, admin: CollectionManager, rt: RuntimeDep) -> PiiReportOut:
+    """What personal information each page holds (kinds and counts; values never leave the PDF),
+    for a collection whose PII policy is flag or redact."""
+    from bunko.ingest.privacy import findings_report
+
+    coll = colls.get_collection(rt, collection)
+    pages = findings_report(rt, coll.id)
+    totals: dict[str, int] = {}
+    for p in pages:
+        for entity, n in p.counts.items():
+            totals[entity] = totals.get(entity, 0) + n
+    return PiiReportOut(collection=coll.name, policy=colls.collection_config(coll).pii, totals=totals,
+                        pages=[PiiPageOut(document_id=p.document_id, filename=p.filename, page=p.page_no,
+                                          counts=p.counts, redacted=p.redacted) for p in pages])
+
+
+@router.put("/{collection}/pii", response_model=PiiPolicyOut)
+def set_pii_policy(collection: str, body: PiiPolicyIn, admin: CollectionManager, rt: RuntimeDep,
+                   request: Request) -> PiiPolicyOut:
+    """Set the collection's PII policy; every document is processed again under it."""
+    from bunko.ingest.privacy import set_pii_policy as apply
+
+    change = apply(rt, collection, body.policy)
+    audit.record(rt, "collection_pii_policy", actor=admin.id, target=colls.get_collection(rt, collection).id,
+                 detail={"name": change.collection, "from": change.old, "to": change.new,
+                         "requeued": change.requeued}, ip=client_ip(request))
+    return PiiPolicyOut(collection=change.collection, previous=change.old, policy=change.new,
+                        requeued=change.requeued)

@@ -227,7 +227,8 @@ def build_router(settings: Settings) -> APIRouter:
         if not markdown and found.markdown_key:
             raw = rt.objects.get_or_none(found.markdown_key)
             markdown = raw.decode("utf-8", "replace") if raw else ""
-        blocks = [PageBlockOut(text=b.text, bbox=b.bbox, confidence=b.confidence, kind=b.kind)
+        blocks = [PageBlockOut(text=b.text, bbox=b.bbox, confidence=b.confidence, kind=b.kind,
+                               redacted=b.redacted)
                   for b in page_view.page_blocks(rt, found)]
         return PageOut(document_id=doc.id, page=found.page_no, source=found.source,
                        confidence=found.confidence, markdown=markdown, width_pt=found.width_pt,

@@ -29,6 +29,8 @@ from bunko.ingest.pdf import SandboxedPdf
 from bunko.store import keys
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from bunko.runtime import Runtime
     from bunko.store.db import Document, Page
 
@@ -47,6 +49,7 @@ class PageBlock:
     bbox: tuple[float, float, float, float]  # PDF points, origin top left
     confidence: float
     kind: str
+    redacted: bool = False
 
 
 def page_blocks(rt: Runtime, page: Page) -> list[PageBlock]:
@@ -67,7 +70,41 @@ def page_blocks(rt: Runtime, page: Page) -> list[PageBlock]:
 def _block(data: dict[str, Any]) -> PageBlock:
     x0, y0, x1, y1 = (float(v) for v in data["bbox"])
     return PageBlock(text=str(data["text"]), bbox=(x0, y0, x1, y1),
-                     confidence=float(data.get("confidence", 1.0)), kind=str(data.get("kind", "text")))
+                     confidence=float(data.get("confidence", 1.0)), kind=str(data.get("kind", "text")),
+                     redacted=bool(data.get("redacted", False)))
+
+
+def _redacted_boxes(rt: Runtime, document_id: str, page_no: int
+                    ) -> tuple[list[tuple[float, float, float, float]], float]:
+    """Boxes (PDF points) of the blocks a redact policy redacted (bunko.ingest.privacy), and the
+    page's width in points."""
+    from sqlalchemy import select
+
+    from bunko.store.db import Page
+
+    with rt.sessions() as s:
+        page = s.scalar(select(Page).where(Page.document_id == document_id, Page.page_no == page_no))
+        if page is None:
+            return [], 0.0
+        return [b.bbox for b in page_blocks(rt, page) if b.redacted], page.width_pt
+
+
+def _black_out(image: Image.Image, redacted: tuple[list[tuple[float, float, float, float]], float]
+               ) -> Image.Image:
+    """The page picture with each box filled black: what the redacted text says must not be
+    readable off the picture either."""
+    boxes, width_pt = redacted
+    if not boxes:
+        return image
+    from PIL import ImageDraw
+
+    image = image.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    # The render may have been shrunk to the sandbox's pixel cap: scale by what was drawn.
+    scale = image.width / width_pt if width_pt > 0 else PAGE_IMAGE_DPI / 72
+    for x0, y0, x1, y1 in boxes:
+        draw.rectangle((x0 * scale - 1, y0 * scale - 1, x1 * scale + 1, y1 * scale + 1), fill="black")
+    return image
 
 
 def page_image_png(rt: Runtime, doc: Document, page_no: int) -> bytes:
@@ -102,8 +139,9 @@ def page_image_png(rt: Runtime, doc: Document, page_no: int) -> bytes:
         raise
     finally:
         _renders.release()
+    image = _black_out(rendered.image, _redacted_boxes(rt, doc.id, page_no))
     out = io.BytesIO()
-    rendered.image.save(out, format="PNG")
+    image.save(out, format="PNG")
     png = out.getvalue()
     rt.objects.put(key, png, content_type="image/png")
     return png

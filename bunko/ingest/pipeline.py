@@ -23,12 +23,14 @@ from sqlalchemy import delete
 from bunko import tracing
 from bunko.collections import CollectionConfig, collection_config
 from bunko.domain import ChunkDraft, DocumentStatus, PageText
+from bunko.errors import Unavailable
 from bunko.ingest.extract import extract_document
 from bunko.ingest.pdf import render_thumbnail
+from bunko.ingest.privacy import PageFinding, screen_pages
 from bunko.ingest.types import Heartbeat
 from bunko.retrieve.recipe import recipe_for
 from bunko.store import keys
-from bunko.store.db import Chunk, Document, Page
+from bunko.store.db import Chunk, Collection, Document, Page, PiiFinding
 from bunko.store.objects import ocr_cache
 from bunko.store.vectors import VectorRow
 from bunko.text.chunking import chunk_pages
@@ -81,14 +83,22 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
         with pdf.open("wb") as fh:
             for part in rt.objects.iter_chunks(doc.raw_key):
                 fh.write(part)
+        cfg = collection_config(coll)
         with tracing.span("extract") as span:
             pages = _extract(rt, doc, pdf, heartbeat)
-            _store_pages(rt, doc, pages)
             span.set_attribute("bunko.pages", len(pages))
+        if cfg.pii != "off":
+            _set_stage(rt, document_id, "pii", _EXTRACT_END)
+            with tracing.span("pii", **{"bunko.pii_policy": cfg.pii}) as span:
+                pages, found = screen_pages(rt.pii, pages, cfg.pii)
+                span.set_attribute("bunko.pii_findings", len(found))
+        else:
+            found = []
+        _store_pages(rt, doc, pages)
+        _store_findings(rt, doc, found, redacted=cfg.pii == "redact")
         heartbeat()
 
         _set_stage(rt, document_id, "chunk", _EXTRACT_END)
-        cfg = collection_config(coll)
         with tracing.span("chunk") as span:
             drafts = chunk_document(pages, cfg)
             span.set_attribute("bunko.chunks", len(drafts))
@@ -110,6 +120,12 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
 
     with rt.sessions.begin() as s:
         d = s.get(Document, document_id)
+        now = s.get(Collection, coll.id)
+        if now is not None and collection_config(now).pii != cfg.pii:
+            # The policy changed while this ran (the operator re-queues every document, but this
+            # one was busy): a retry makes its pages again under the new policy.
+            raise Unavailable(f"the collection's PII policy changed to {collection_config(now).pii!r} "
+                              "while this document was processed; processing it again")
         if d is not None:
             d.status = DocumentStatus.completed.value
             d.stage = "done"
@@ -148,7 +164,17 @@ def _extract(rt: Runtime, doc: Document, pdf: Path, heartbeat: Heartbeat) -> lis
                             cache_prefix=keys.ocr_cache_prefix(doc.id))
 
 
+def _store_findings(rt: Runtime, doc: Document, found: list[PageFinding], *, redacted: bool) -> None:
+    rows = [PiiFinding(document_id=doc.id, page_no=p.page_no, entity=p.finding.entity, start=p.finding.start,
+                       end=p.finding.end, score=p.finding.score, redacted=redacted) for p in found]
+    with rt.sessions.begin() as s:
+        s.execute(delete(PiiFinding).where(PiiFinding.document_id == doc.id))
+        s.add_all(rows)
+
+
 def _store_pages(rt: Runtime, doc: Document, pages: list[PageText]) -> None:
+    # Pictures rendered from an earlier run were drawn with that run's redactions.
+    rt.objects.delete_prefix(keys.page_images(doc.id))
     rows = []
     for p in pages:
         md_key = keys.page_markdown(doc.id, p.page_no)

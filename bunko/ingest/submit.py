@@ -26,7 +26,7 @@ from bunko.errors import DuplicateDocument, InvalidInput, NotFound
 from bunko.ingest import jobs
 from bunko.ingest.validate import validate_pdf
 from bunko.store import keys
-from bunko.store.db import Chunk, Document, Job, Page, new_id
+from bunko.store.db import Chunk, Document, Job, Page, PiiFinding, new_id
 from bunko.store.objects import delete_document_objects
 
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ def delete_document(rt: Runtime, document_id: str) -> None:
         s.execute(delete(Job).where(Job.document_id == document_id))
         s.execute(delete(Chunk).where(Chunk.document_id == document_id))
         s.execute(delete(Page).where(Page.document_id == document_id))
+        s.execute(delete(PiiFinding).where(PiiFinding.document_id == document_id))
         s.execute(delete(Document).where(Document.id == document_id))
     rt.cache.bump(f"collection:{coll_id}")
 

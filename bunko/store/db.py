@@ -173,6 +173,22 @@ class Page(Base):
     document: Mapped[Document] = relationship(back_populates="pages")
 
 
+class PiiFinding(Base):
+    """Personal information found on a page of a collection whose policy is flag or redact
+    (bunko.pii): its kind and where, never the value itself, which stays in the original PDF."""
+
+    __tablename__ = "pii_findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    page_no: Mapped[int] = mapped_column(Integer)
+    entity: Mapped[str] = mapped_column(String(32))  # bunko.pii.recognizers.LABELS key
+    start: Mapped[int] = mapped_column(Integer)  # character offsets in the page's original text
+    end: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    redacted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Chunk(Base):
     __tablename__ = "chunks"
     __table_args__ = (UniqueConstraint("document_id", "chunk_index", name="uq_chunks_document_index"),)

@@ -141,7 +141,11 @@ def _tokenizer(mode: Mode) -> SudachiTokenizer:
         cache = _local.tokenizers = {}
     tok = cache.get(mode)
     if tok is None:
-        tok = cache[mode] = _get_dictionary().tokenizer(mode=_MODES[mode])
+        d = _get_dictionary()
+        # SudachiPy 0.7 names it tokenizer() (create() deprecated); 0.6, which GiNZA (the pii
+        # extra) requires, has only create().
+        make = getattr(d, "tokenizer", None) or d.create
+        tok = cache[mode] = make(mode=_MODES[mode])
     return tok
 
 

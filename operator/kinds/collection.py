@@ -131,6 +131,13 @@ class DocumentCollectionSpec(SpecModel):
         description="What a change of embedding model, chunking or index does: Manual sets the "
         "ReindexRequired condition; Automatic also re-queues every document.",
     )
+    pii: Literal["Off", "Flag", "Redact"] = Field(
+        default="Off",
+        description="Personal information (My Number, phone numbers, e-mail and postal addresses, card "
+        "numbers, person names): Flag records what each page holds for the admin view; Redact also "
+        "replaces it in what is indexed, shown and sent to an LLM (the original PDF is kept). A "
+        "change re-processes every document, whatever reindexPolicy says.",
+    )
     deletion_policy: Literal["Delete", "Retain"] = Field(
         default="Delete",
         description="Delete removes vectors, objects and rows with the resource; Retain keeps them.",
@@ -156,6 +163,7 @@ class DocumentCollectionSpec(SpecModel):
             hnsw_m=hnsw.m,
             hnsw_ef_construction=hnsw.ef_construction,
             hnsw_ef=hnsw.ef,
+            pii=self.pii.lower(),
         )
 
 

@@ -218,6 +218,12 @@ def test_admin_screens_show_users_collections_status_and_audit(page_factory, bun
 
     page.click("[data-testid=nav-admin-collections]")
     expect(page.get_by_test_id("collection-row").filter(has_text="default")).to_be_visible()
+    expect(page.get_by_test_id("collection-row").filter(has_text="default").locator(".pii-off")).to_be_visible()
+    # A collection whose personal information is redacted, made from the form.
+    page.fill("#new-coll-name", "staff-records")
+    page.select_option("#new-coll-pii", "redact")
+    page.click("[data-testid=collection-create] button[type=submit]")
+    expect(page.get_by_test_id("collection-row").filter(has_text="staff-records").locator(".pii-redact")).to_be_visible()
     shot(page, "07-admin-collections")
 
     page.click("[data-testid=nav-admin-status]")

@@ -86,6 +86,10 @@ CASES = {
         "name": f"c-{r.replace('_', '-')}-{next(_counter)}"}}), {**ADMIN_ONLY, "admin": 201}),
     "collections.get": ("GET", lambda a, r, t: ("/api/v1/collections/default", {}), ALL),
     "collections.reindex": ("POST", lambda a, r, t: ("/api/v1/collections/default/reindex", {}), ADMIN_ONLY),
+    "collections.pii_report": ("GET", lambda a, r, t: ("/api/v1/collections/default/pii", {}), ADMIN_ONLY),
+    # "off" is the default's policy already: nothing is re-queued, the world stays as it is.
+    "collections.pii_policy": ("PUT", lambda a, r, t: ("/api/v1/collections/default/pii",
+                                                       {"json": {"policy": "off"}}), ADMIN_ONLY),
     "documents.upload": ("POST", _upload_case,
                          {"admin": 201, "power_user": 201, "user": 201, "viewer": 403}),
     "documents.list": ("GET", lambda a, r, t: ("/api/v1/collections/default/documents", {}),
@@ -145,7 +149,8 @@ PROTECTED = [
     ("GET", "/api/v1/auth/me"), ("POST", "/api/v1/auth/logout"), ("GET", "/api/v1/users"),
     ("POST", "/api/v1/users"), ("PATCH", "/api/v1/users/x"), ("GET", "/api/v1/collections"),
     ("POST", "/api/v1/collections"), ("GET", "/api/v1/collections/default"),
-    ("POST", "/api/v1/collections/default/reindex"),
+    ("POST", "/api/v1/collections/default/reindex"), ("GET", "/api/v1/collections/default/pii"),
+    ("PUT", "/api/v1/collections/default/pii"),
     ("POST", "/api/v1/collections/default/documents"), ("GET", "/api/v1/collections/default/documents"),
     ("GET", "/api/v1/documents/x"), ("DELETE", "/api/v1/documents/x"),
     ("POST", "/api/v1/documents/x/reprocess"), ("GET", "/api/v1/documents/x/pages/1"),
@@ -158,7 +163,7 @@ PROTECTED = [
 
 @pytest.mark.parametrize(("method", "url"), PROTECTED)
 def test_every_protected_route_needs_a_token(world, method, url):
-    r = world.client.request(method, url, json={} if method in ("POST", "PATCH") else None)
+    r = world.client.request(method, url, json={} if method in ("POST", "PATCH", "PUT") else None)
     assert r.status_code == 401, f"{method} {url}: {r.status_code} {r.text[:200]}"
     assert r.json()["error"]["code"] == "unauthenticated"
 

@@ -202,6 +202,47 @@ def test_a_new_embedding_model_in_the_pipeline_reaches_its_collections(cluster, 
     assert runner.exception is None
 
 
+def test_a_pii_policy_change_reprocesses_every_document_even_under_manual_reindexing(cluster, stores):
+    """A privacy policy must cover the documents already there: spec.pii re-queues them all, where
+    a chunking change under reindexPolicy Manual only sets a condition."""
+    from bunko.store.db import Job
+
+    coll = example("documentcollection.default.yaml")
+    coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
+    assert coll["spec"].get("reindexPolicy", "Manual") == "Manual"
+    with operator_running() as runner:
+        cluster.apply(example("pipeline.cpu.yaml"))
+        cluster.apply(coll)
+        c = _reports_where(cluster, _phase("Ready"), "phase Ready")
+        cid = c["status"]["collectionId"]
+        rt = collection.runtime()
+        with rt.sessions.begin() as s:
+            assert s.get(Collection, cid).config["pii"] == "off"
+            for n in (1, 2):
+                s.add(Document(id=f"doc{n}", collection_id=cid, title="t", filename=f"t{n}.pdf", sha256=f"{n}" * 64,
+                               size_bytes=10, raw_key=f"raw-pdfs/{cid}/t{n}.pdf", status="completed"))
+
+        changed = copy.deepcopy(coll)
+        changed["spec"]["pii"] = "Redact"
+        cluster.apply(changed)
+        c = _reports_where(cluster, _phase("Reindexing"), "phase Reindexing")
+        with rt.sessions() as s:
+            assert s.get(Collection, cid).config["pii"] == "redact"
+            queued = {j.document_id for j in s.scalars(select(Job).where(Job.status == "queued"))}
+            statuses = {d.id: d.status for d in s.scalars(select(Document))}
+        assert queued == {"doc1", "doc2"}
+        assert statuses == {"doc1": "pending", "doc2": "pending"}
+        assert _condition(c, "ReindexRequired")["status"] == "False"
+
+        bad = copy.deepcopy(coll)
+        bad["spec"]["pii"] = "Mask"
+        cluster.apply(bad)
+        c = _reports_where(cluster, lambda o: (_condition(o, "Ready") or {}).get("reason") == "InvalidSpec",
+                           "InvalidSpec for pii Mask")
+        assert "pii" in _condition(c, "Ready")["message"]
+    assert runner.exception is None
+
+
 def test_a_delete_waiting_for_a_store_says_deleting_then_finishes(cluster, stores, monkeypatch):
     coll = example("documentcollection.default.yaml")
     coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"

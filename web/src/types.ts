@@ -34,8 +34,16 @@ export interface CollectionOut {
   embedding_dim: number;
   visibility: string;
   allowed_roles: string[];
+  config: { pii?: string; [key: string]: unknown };
   document_count: number | null;
   created_at: string;
+}
+
+export interface PiiReportOut {
+  collection: string;
+  policy: string;
+  totals: Record<string, number>;
+  pages: { document_id: string; filename: string; page: number; counts: Record<string, number>; redacted: boolean }[];
 }
 
 export type DocStatus = "pending" | "processing" | "completed" | "failed";

@@ -5,7 +5,7 @@ import { clear, formatDate, h } from "../dom";
 import { errorText, t } from "../i18n";
 import type { Ctx } from "../main";
 import { histogram, parseMetrics, select, sumBy } from "../metrics";
-import type { AuditList, CollectionOut, DocumentList, ReadyOut, UserOut } from "../types";
+import type { AuditList, CollectionOut, DocumentList, PiiReportOut, ReadyOut, UserOut } from "../types";
 
 const ROLES = ["admin", "power_user", "user", "viewer"];
 const STATUSES = ["pending", "processing", "completed", "failed"];
@@ -129,12 +129,13 @@ async function statusCounts(collection: string): Promise<Record<string, number>>
 export function renderCollections(root: HTMLElement, _ctx: Ctx): void {
   const error = h("p", { class: "error", role: "alert" });
   const { table: tbl, tbody } = table(
-    [t("colls.name"), t("colls.description"), t("colls.visibility"), t("colls.model"), t("colls.documents"), t("colls.created")],
+    [t("colls.name"), t("colls.description"), t("colls.visibility"), t("colls.model"), t("colls.documents"), t("colls.pii"), t("colls.created")],
     "collections-table",
   );
-  const name = h("input", { id: "new-coll-name", required: true, pattern: "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", maxlength: 63 });
+  const name = h("input", { id: "new-coll-name", required: true, pattern: "[a-z0-9]([a-z0-9\\-]{0,61}[a-z0-9])?", maxlength: 63 });
   const description = h("input", { id: "new-coll-desc", maxlength: 2000 });
   const visibility = h("select", { id: "new-coll-vis" }, ["collection", "private", "roles"].map((v) => h("option", { value: v }, t(`visibility.${v}`))));
+  const pii = h("select", { id: "new-coll-pii" }, PII_POLICIES.map((v) => h("option", { value: v }, t(`pii.${v}`))));
   const formError = h("p", { class: "error", role: "alert" });
   const form = h(
     "form",
@@ -144,13 +145,19 @@ export function renderCollections(root: HTMLElement, _ctx: Ctx): void {
     h("p", { class: "muted small span" }, t("colls.nameHint")),
     h("label", { for: "new-coll-desc" }, t("colls.description")), description,
     h("label", { for: "new-coll-vis" }, t("colls.visibility")), visibility,
+    h("label", { for: "new-coll-pii" }, t("colls.pii")), pii,
     formError,
     h("button", { type: "submit", class: "primary" }, t("colls.createButton")),
   );
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     formError.textContent = "";
-    sendJson<CollectionOut>("POST", "/api/v1/collections", { name: name.value.trim(), description: description.value, visibility: visibility.value })
+    sendJson<CollectionOut>("POST", "/api/v1/collections", {
+      name: name.value.trim(),
+      description: description.value,
+      visibility: visibility.value,
+      config: { pii: pii.value },
+    })
       .then(() => {
         form.reset();
         return load();
@@ -165,6 +172,7 @@ export function renderCollections(root: HTMLElement, _ctx: Ctx): void {
     try {
       const list = await getJson<CollectionOut[]>("/api/v1/collections");
       const counts = await Promise.all(list.map((c) => statusCounts(c.name)));
+      const reports = await Promise.all(list.map((c) => piiReport(c)));
       clear(tbody);
       list.forEach((c, i) => {
         const byStatus = h(
@@ -182,6 +190,7 @@ export function renderCollections(root: HTMLElement, _ctx: Ctx): void {
             h("td", {}, t(`visibility.${c.visibility}`, {}, c.visibility)),
             h("td", { class: "small" }, `${c.embedding_model} (${c.embedding_dim})`),
             byStatus,
+            piiCell(c, reports[i]),
             h("td", { class: "muted" }, formatDate(c.created_at)),
           ),
         );
@@ -192,6 +201,20 @@ export function renderCollections(root: HTMLElement, _ctx: Ctx): void {
     }
   }
   void load();
+}
+
+const PII_POLICIES = ["off", "flag", "redact"];
+
+async function piiReport(c: CollectionOut): Promise<PiiReportOut | null> {
+  const policy = c.config?.pii ?? "off";
+  return policy === "off" ? null : getJson<PiiReportOut>(`/api/v1/collections/${encodeURIComponent(c.name)}/pii`);
+}
+
+// The policy, and what was found under it: kinds and counts (values never leave the PDF).
+function piiCell(c: CollectionOut, report: PiiReportOut | null): HTMLElement {
+  const policy = c.config?.pii ?? "off";
+  const found = Object.entries(report?.totals ?? {}).map(([kind, n]) => h("span", { class: "badge" }, `${t(`pii.${kind}`, {}, kind)} ${n}`));
+  return h("td", { class: "counts", "data-testid": "collection-pii" }, h("span", { class: `badge pii-${policy}` }, t(`pii.${policy}`, {}, policy)), found);
 }
 
 // --- system status -------------------------------------------------------------------------------
