@@ -204,6 +204,13 @@ def _env(ray: Ray) -> list[dict[str, Any]]:
                 "valueFrom": {"secretKeyRef": {"name": ray.hf_token_secret, "key": "hf_token"}},
             }
         )
+    if ray.tracing.otlp_endpoint:
+        # The replicas' spans (bunko.serving.traced), sampled as the caller's trace was.
+        env += [
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": ray.tracing.otlp_endpoint},
+            {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+            {"name": "OTEL_TRACES_SAMPLER_ARG", "value": str(ray.tracing.sample_ratio)},
+        ]
     return env
 
 

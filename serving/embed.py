@@ -27,6 +27,7 @@ from bunko.models.base import Embedder
 from bunko.serving.errors_http import install_error_handlers
 from bunko.serving.gpu import cap_gpu_memory, half_precision
 from bunko.serving.spec import EmbeddingSpec
+from bunko.serving.traced import trace_app
 
 MAX_TEXTS = 2048
 MAX_TEXT_CHARS = 100_000
@@ -56,6 +57,7 @@ def load_serving_embedder(spec: EmbeddingSpec, device: str) -> Embedder:
 @serve.ingress(app)
 class EmbeddingDeployment:
     def __init__(self, args: dict[str, Any]) -> None:
+        trace_app(app)
         self.spec = EmbeddingSpec.model_validate(args)
         self.device = self.spec.effective_device
         cap_gpu_memory(self.spec.effective_gpu_memory_fraction, self.device)

@@ -27,6 +27,7 @@ from ray import serve
 from bunko.serving.llm_proxy import api_key_from_env, build_proxy_app
 from bunko.serving.llm_transformers import TransformersChatEngine, build_openai_app
 from bunko.serving.spec import LlmSpec
+from bunko.serving.traced import trace_app
 
 TRANSFORMERS_ENGINE_KWARGS = {"default_max_tokens"}
 
@@ -50,6 +51,7 @@ class TransformersLlmDeployment:
             **spec.engine_kwargs,
         )
         self._app = build_openai_app(engine)
+        trace_app(self._app)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app
@@ -68,6 +70,7 @@ class ProxyLlmDeployment:
             api_key=api_key_from_env(spec.upstream_api_key_env),
             **spec.engine_kwargs,
         )
+        trace_app(self._app)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app

@@ -35,6 +35,7 @@ from bunko.models.base import OcrEngine, OcrResult
 from bunko.serving.errors_http import install_error_handlers
 from bunko.serving.gpu import cap_gpu_memory
 from bunko.serving.spec import OcrSpec
+from bunko.serving.traced import trace_app
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def run_engines(engines: list[OcrEngine], image: Image.Image, dpi: int, vertical
 @serve.ingress(app)
 class OcrDeployment:
     def __init__(self, args: dict[str, Any]) -> None:
+        trace_app(app)
         from bunko.serving.ocr_engines import load_engine
 
         self.spec = OcrSpec.model_validate(args)

@@ -23,6 +23,7 @@ from ray import serve
 from bunko.serving.errors_http import install_error_handlers
 from bunko.serving.gpu import cap_gpu_memory, half_precision
 from bunko.serving.spec import RerankerSpec
+from bunko.serving.traced import trace_app
 
 MAX_PASSAGES = 1024
 
@@ -46,6 +47,7 @@ def load_serving_reranker(spec: RerankerSpec, device: str) -> Any:
 @serve.ingress(app)
 class RerankerDeployment:
     def __init__(self, args: dict[str, Any]) -> None:
+        trace_app(app)
         self.spec = RerankerSpec.model_validate(args)
         self.device = self.spec.effective_device
         cap_gpu_memory(self.spec.effective_gpu_memory_fraction, self.device)

@@ -224,6 +224,17 @@ class WorkerGroup(SpecModel):
     memory: str = Field(default="48Gi", pattern=QUANTITY)
 
 
+class Tracing(SpecModel):
+    otlp_endpoint: str = Field(
+        default="",
+        max_length=512,
+        pattern=r"^(https?://[^\s]+)?$",
+        description="OTLP/HTTP endpoint the Serve replicas export their spans to (the chart's "
+        "tracing.otlpEndpoint); empty: off.",
+    )
+    sample_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of new traces sampled.")
+
+
 class Ray(SpecModel):
     image: str = Field(default=SERVING_IMAGE, max_length=512)
     version: str = Field(default=RAY_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
@@ -235,6 +246,7 @@ class Ray(SpecModel):
         max_length=253,
         description="Secret (key hf_token) with a Hugging Face token for gated models.",
     )
+    tracing: Tracing = defaulted(Tracing)
 
 
 class ModelCache(SpecModel):

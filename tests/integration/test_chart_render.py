@@ -1041,3 +1041,9 @@ def test_tracing_sends_the_api_and_worker_spans_to_the_configured_collector(helm
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
         assert (env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"]) == ("parentbased_traceidratio", "0.25")
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in _env(render(helm_env, chart), f"{RELEASE}-api")
+    # The Serve replicas too: through the Pipeline the chart makes (the operator puts it on the Ray pods).
+    (pipeline,) = find(docs, "Pipeline")
+    assert pipeline["spec"]["ray"]["tracing"] == {"otlpEndpoint": "http://otel-collector.monitoring:4318",
+                                                  "sampleRatio": 0.25}
+    (pipeline,) = find(render(helm_env, chart), "Pipeline")
+    assert "tracing" not in pipeline["spec"].get("ray", {})

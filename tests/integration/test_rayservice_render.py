@@ -13,6 +13,7 @@ import yaml
 from jsonschema import Draft4Validator
 from ray.serve.schema import ServeDeploySchema
 
+from bunko.errors import InvalidInput
 from bunko.operator.planner import plan_pipeline
 from bunko.operator.rayservice import readiness, render_rayservice, serving_spec
 from bunko.operator.schemas import parse_pipeline
@@ -245,3 +246,21 @@ READY = {"conditions": [{"type": "Ready", "status": "True", "reason": "RunningSe
 def test_readiness_is_ready_only_for_the_current_spec_with_no_upgrade_under_way(status, kwargs, phase, reason):
     r = readiness(status, **kwargs)
     assert (r["phase"], r["reason"], r["ready"]) == (phase, reason, phase == "Ready")
+
+
+def test_ray_tracing_puts_the_otlp_variables_on_every_ray_pod():
+    doc = yaml.safe_load((ROOT / "crds" / "examples" / "pipeline.cpu.yaml").read_text())
+    plain = render(doc["spec"])[2]["spec"]["rayClusterConfig"]
+    spec = copy.deepcopy(doc["spec"])
+    spec.setdefault("ray", {})["tracing"] = {"otlpEndpoint": "http://otel:4318", "sampleRatio": 0.1}
+    body = render(spec)[2]
+    assert kuberay_errors(body) == []
+    cluster = body["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group, before in zip(groups, [plain["headGroupSpec"], *plain["workerGroupSpecs"]], strict=True):
+        env = {e["name"]: e.get("value") for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4318"
+        assert (env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"]) == ("parentbased_traceidratio", "0.1")
+        assert not any(e["name"].startswith("OTEL_") for e in before["template"]["spec"]["containers"][0]["env"])
+    with pytest.raises(InvalidInput, match="otlpEndpoint"):
+        parse_pipeline({**spec, "ray": {"tracing": {"otlpEndpoint": "otel:4318"}}})

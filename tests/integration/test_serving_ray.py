@@ -134,3 +134,26 @@ def test_llm_streams_an_answer_through_serve(serve_url):
     )
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == "".join(pieces)
+
+
+def test_a_replica_continues_the_callers_trace(serve_cluster):
+    """A worker's call to Serve carries ``traceparent`` (httpx's instrumentation); the replica's
+    own span is in that trace, below the caller's span, exported by the replica itself."""
+    import secrets
+
+    from tests.support.polling import wait_for
+
+    trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
+    r = httpx.post(serve_cluster.url + "/embed/", json={"texts": ["文庫の質問"], "kind": "query"}, timeout=60,
+                   headers={"traceparent": f"00-{trace_id}-{caller}-01"})
+    assert r.status_code == 200, r.text
+    spans = wait_for(lambda: [s for s in serve_cluster.spans.snapshot() if s.trace_id == trace_id],
+                     timeout=30, what="the replica's spans", died=lambda: None)
+    (server,) = [s for s in spans if s.kind == 2]  # SERVER
+    assert server.service == "bunko-serving"
+    assert server.parent_id == caller
+    assert server.name.startswith("POST")
+    # Health checks are not traced (Serve and the kubelet ask all the time).
+    httpx.get(serve_cluster.url + "/embed/health", timeout=30)
+    assert not any(s.attributes.get("http.route") == "/health" or s.name.endswith("/health")
+                   for s in serve_cluster.spans.snapshot())

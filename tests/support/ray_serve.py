@@ -27,6 +27,7 @@ from bunko.serving.config import build_serve_config
 from bunko.serving.spec import EmbeddingSpec, LlmSpec, OcrSpec, RerankerSpec, ServingSpec
 from bunko.testing.servers import free_port
 from bunko.testing.tiny_models import make_tiny_embedder, make_tiny_llm, make_tiny_reranker
+from tests.support.otlp import OtlpReceiver
 
 FIXTURE = "serve_cluster"
 LLM_NAME = "tiny-qwen2"
@@ -40,6 +41,7 @@ class ServeCluster:
     url: str  # http://127.0.0.1:PORT, Serve's proxy
     models: dict[str, Path]
     config: dict[str, Any]  # what build_serve_config wrote and deploy_config ran
+    spans: OtlpReceiver  # where the replicas export their traces (bunko.serving.traced)
     deleted: set[str] = field(default_factory=set)
 
     def application(self, role: str) -> dict[str, Any]:
@@ -77,6 +79,7 @@ _cluster: ServeCluster | None = None
 def _start(root: Path) -> ServeCluster:
     from bunko.serving.local import deploy_config, start_local_ray
 
+    receiver = OtlpReceiver()
     models = {
         "embedder": make_tiny_embedder(root / "embedder"),
         "reranker": make_tiny_reranker(root / "reranker"),
@@ -89,7 +92,9 @@ def _start(root: Path) -> ServeCluster:
         llm=LlmSpec(
             model=str(models["llm"]), engine="transformers", served_model_name=LLM_NAME, num_cpus=0.25
         ),
-        env_vars={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"},
+        env_vars={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+                  # The replicas trace as a cluster's do when the Pipeline sets ray.tracing.
+                  "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"},
     )
     config = build_serve_config(spec)
     port = free_port()
@@ -98,8 +103,9 @@ def _start(root: Path) -> ServeCluster:
         deploy_config(config, port=port)
     except BaseException:
         _shutdown_ray()
+        receiver.close()
         raise
-    return ServeCluster(url=f"http://127.0.0.1:{port}", models=models, config=config)
+    return ServeCluster(url=f"http://127.0.0.1:{port}", models=models, config=config, spans=receiver)
 
 
 def _shutdown_ray() -> None:
@@ -115,8 +121,11 @@ def _shutdown_ray() -> None:
 def _stop() -> None:
     global _cluster
     if _cluster is not None:
-        _cluster = None
-        _shutdown_ray()
+        receiver, _cluster = _cluster.spans, None
+        try:
+            _shutdown_ray()
+        finally:
+            receiver.close()
 
 
 def _needed_later(request: pytest.FixtureRequest) -> bool:
