@@ -5,8 +5,9 @@ Off by default, at no cost: the code below only ever calls the OpenTelemetry *AP
 a no-op until a provider is set. ``configure(service)`` sets one when the standard variables ask
 for OTLP export (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``; the
 exporter also reads ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SERVICE_NAME``, ``OTEL_BSP_*`` ...;
-``OTEL_SDK_DISABLED=true`` turns it off), and instruments SQLAlchemy, httpx and redis. The api
-instruments FastAPI itself (``bunko.api.main``).
+``OTEL_SDK_DISABLED=true`` turns it off), and instruments SQLAlchemy, httpx, redis and gRPC (Milvus).
+The api instruments FastAPI itself (``bunko.api.main``); the S3 store makes a client span per call
+(``client_span``).
 
 Across the queue the W3C ``traceparent`` of the request that enqueued a job travels in the job
 row (``jobs.trace_context``); the worker continues that trace (``job_span``). Across HTTP (model
@@ -44,6 +45,7 @@ def configure(service: str) -> bool:
     if not enabled():
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -61,6 +63,8 @@ def configure(service: str) -> bool:
     SQLAlchemyInstrumentor().instrument(skip_dep_check=True)
     HTTPXClientInstrumentor().instrument()
     RedisInstrumentor().instrument()
+    # Milvus: pymilvus speaks gRPC; each call (Search, Query, Insert ...) becomes a client span.
+    GrpcInstrumentorClient().instrument()
     atexit.register(provider.shutdown)  # flush what is batched when the process ends
     _configured = True
     return True
@@ -80,6 +84,12 @@ def job_span(name: str, traceparent: str | None, **attributes: Any) -> Iterator[
     with tracer.start_as_current_span(name, context=context, kind=trace.SpanKind.CONSUMER,
                                       attributes=attributes) as span:
         yield span
+
+
+def client_span(name: str, **attributes: Any) -> Any:
+    """A CLIENT span around a call to another service that no instrumentation covers (S3 through
+    minio)."""
+    return tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes)
 
 
 def span(name: str, **attributes: Any) -> Any:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from bunko import tracing
 from bunko.errors import ConfigError, InvalidInput, NotFound, StoreUnavailable
 from bunko.settings import Settings
 from bunko.store import keys
@@ -273,8 +274,11 @@ class S3ObjectStore:
     def _errors(self, what: str, key: str | None = None) -> Iterator[None]:
         from minio.error import MinioException, S3Error
 
+        attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": what,
+                      "aws.s3.bucket": self.bucket, **({"aws.s3.key": key} if key else {})}
         try:
-            yield
+            with tracing.client_span(f"S3 {what}", **attributes):
+                yield
         except S3Error as e:
             if e.code in _MISSING_CODES and key is not None:
                 raise NotFound(f"object {key!r} not found") from e

@@ -116,12 +116,22 @@ def test_an_upload_and_a_query_are_each_one_trace_across_the_api_and_the_worker(
     # SQL through the SQLAlchemy instrumentation, in both processes of that trace.
     sql = [s for s in spans if s.trace_id == upload.trace_id and s.attributes.get("db.system") == "postgresql"]
     assert {s.service for s in sql} == {"bunko-api", "bunko-worker"}
+    # S3 (SeaweedFS): the api stores the upload, the worker reads it back, as CLIENT spans.
+    s3 = {(s.service, s.name) for s in spans if s.trace_id == upload.trace_id and s.kind == 3}
+    assert {("bunko-api", "S3 put"), ("bunko-worker", "S3 get")} <= s3
+    # Milvus over gRPC: the worker's writes in the upload's trace, the search in the query's.
+    milvus = [s for s in spans if s.attributes.get("rpc.system") == "grpc"
+              and str(s.attributes.get("rpc.service", "")).startswith("milvus.")]
+    assert any(s.trace_id == upload.trace_id and s.service == "bunko-worker" for s in milvus)
     # The query: its own trace, with the search stages under the api's server span.
     (query,) = [s for s in spans if s.name == "POST /api/v1/query" and s.kind == 2]
     assert query.trace_id != upload.trace_id
     for name in ("embed", "vector_search"):
         (stage,) = [s for s in spans if s.name == name and s.trace_id == query.trace_id]
         assert query in _ancestors(stage, by_id)
+    (search,) = [s for s in spans if s.name == "vector_search" and s.trace_id == query.trace_id]
+    assert any(search in _ancestors(s, by_id) and s.attributes.get("rpc.method") in ("Search", "HybridSearch")
+               for s in milvus)
 
 
 def test_tracing_is_off_and_costs_no_sdk_without_the_otel_variables():
