@@ -35,6 +35,12 @@ class Gpu:
     memory_gib: float
     reserve_gib: float
     product: str | None = None  # the node label (GPU Feature Discovery) the spec names, if any
+    mig: str | None = None  # a MIG instance of this profile, not a whole GPU
+
+    @property
+    def resource(self) -> str:
+        """The extended resource a pod asks for to get it (NVIDIA device plugin, mixed strategy)."""
+        return f"nvidia.com/mig-{self.mig}" if self.mig else "nvidia.com/gpu"
 
     @property
     def usable_gib(self) -> float:
@@ -179,7 +185,8 @@ def gpus_from_spec(profile: GpuProfile) -> list[Gpu]:
     gpus: list[Gpu] = []
     for entry in profile.gpus or []:
         for _ in range(entry.count):
-            gpus.append(Gpu(len(gpus), entry.type, entry.memory_gib, profile.reserve_gib, entry.product))
+            gpus.append(Gpu(len(gpus), entry.type, entry.memory_gib, profile.reserve_gib, entry.product,
+                            entry.mig))
     return gpus
 
 

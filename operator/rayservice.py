@@ -288,7 +288,8 @@ def _workers(spec: PipelineSpec, plan: Plan, labels: dict[str, str]) -> list[dic
         params = {"num-gpus": "1"}
         if len(plan.gpus) > 1:
             params["resources"] = f'"{{\\"{gpu_resource(gpu.index)}\\": 1}}"'
-        groups.append((f"gpu-{gpu.index}", {**base, "nvidia.com/gpu": "1"}, params, gpu))
+        # A MIG instance is one CUDA device to Ray (num-gpus 1); the pod asks for that slice.
+        groups.append((f"gpu-{gpu.index}", {**base, gpu.resource: "1"}, params, gpu))
     out = []
     for group, res, params, group_gpu in groups:
         container = {

@@ -58,6 +58,13 @@ class Gpus(SpecModel):
         description="The nodes' nvidia.com/gpu.product label (GPU Feature Discovery) for these GPUs; "
         "set, the GPU pods are pinned to such nodes.",
     )
+    mig: str | None = Field(
+        default=None,
+        pattern=r"^[1-7]g\.[0-9]+gb(\+me)?$",
+        description="These are MIG instances of this profile (3g.40gb, 1g.10gb ...), as the NVIDIA GPU "
+        "operator's mixed strategy advertises them: each worker asks for nvidia.com/mig-<profile> "
+        "instead of nvidia.com/gpu, and memoryGiB is the instance's memory.",
+    )
 
 
 class GpuProfile(SpecModel):

@@ -225,6 +225,29 @@ def test_an_explicit_gpu_list_pins_by_its_product_label_or_not_at_all():
     assert "affinity" not in dict(_pods(body))["gpu-0"]  # no label known: nothing to pin to
 
 
+def test_mig_instances_are_planned_as_their_own_gpus_and_asked_for_by_profile():
+    """Two 3g.40gb instances of an A100 (the GPU operator's mixed strategy): each is a GPU of
+    39.25 GiB to the planner, one CUDA device to Ray, and nvidia.com/mig-3g.40gb to Kubernetes."""
+    spec = yaml.safe_load((ROOT / "crds/examples/pipeline.rtx4090.yaml").read_text())["spec"]
+    spec["gpuProfile"] = {"gpus": [{"type": "a100-80gb", "memoryGiB": 39.25, "mig": "3g.40gb", "count": 2}]}
+    _, plan, body = render(spec)
+    assert kuberay_errors(body) == []
+    assert [g.resource for g in plan.gpus] == ["nvidia.com/mig-3g.40gb"] * 2
+    for gpu in plan.gpus_used:
+        assert sum(p.need.total_gib for p in plan.placements if p.gpu == gpu.index and p.need) <= gpu.usable_gib
+    groups = body["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert len(groups) == len(plan.gpus_used) >= 1
+    for group in groups:
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits["nvidia.com/mig-3g.40gb"] == "1" and "nvidia.com/gpu" not in limits
+        assert group["rayStartParams"]["num-gpus"] == "1"
+        expr = group["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+        assert "NVIDIA-A100-SXM4-80GB" in expr["values"]  # mixed strategy keeps the board's product label
+    with pytest.raises(InvalidInput, match="mig"):
+        parse_pipeline({**spec, "gpuProfile": {"gpus": [{"type": "a100-80gb", "memoryGiB": 40, "mig": "3g.40"}]}})
+
+
 READY = {"conditions": [{"type": "Ready", "status": "True", "reason": "RunningServeApps"}]}
 
 
