@@ -90,7 +90,7 @@ def process_document(rt: Runtime, document_id: str, heartbeat: Heartbeat = lambd
         if cfg.pii != "off":
             _set_stage(rt, document_id, "pii", _EXTRACT_END)
             with tracing.span("pii", **{"bunko.pii_policy": cfg.pii}) as span:
-                pages, found = screen_pages(rt.pii, pages, cfg.pii)
+                pages, found = screen_pages(rt.pii, pages, cfg.pii, heartbeat)
                 span.set_attribute("bunko.pii_findings", len(found))
         else:
             found = []

@@ -9,6 +9,7 @@ to know about the policy. The original PDF is not touched and stays behind its A
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, get_args
 
@@ -36,9 +37,10 @@ class PageFinding:
     finding: Finding
 
 
-def screen_pages(detector: PiiDetector, pages: list[PageText], policy: str
-                 ) -> tuple[list[PageText], list[PageFinding]]:
-    """The pages as the policy stores them, and what was found on each (offsets in the original)."""
+def screen_pages(detector: PiiDetector, pages: list[PageText], policy: str,
+                 each_page: Callable[[], None] = lambda: None) -> tuple[list[PageText], list[PageFinding]]:
+    """The pages as the policy stores them, and what was found on each (offsets in the original).
+    ``each_page`` runs after every page: the worker's heartbeat, so a lost lease stops it there."""
     if policy == "off":
         return pages, []
     out: list[PageText] = []
@@ -51,6 +53,7 @@ def screen_pages(detector: PiiDetector, pages: list[PageText], policy: str
             page = replace(page, markdown=redact(page.markdown, findings),
                            blocks=[_redact_block(b, values) for b in page.blocks])
         out.append(page)
+        each_page()
     return out, found
 
 

@@ -98,6 +98,18 @@ def test_each_image_runs_as_its_non_root_user_with_oci_labels(process, user):
     assert "/models" in info["Config"].get("Volumes", {})
 
 
+def test_the_worker_image_finds_personal_information_on_a_read_only_root():
+    """A collection's pii policy runs in the worker: its image carries GiNZA's model and reads with
+    it as a platform runs the container (no writable root, no network)."""
+    code = ("from bunko.pii.detect import PiiDetector; "
+            "print(sorted({f.entity for f in PiiDetector().find('担当の山田太郎さん（電話 03-5555-0123）')}))")
+    offline = [*RESTRICTED[:-2], "--network", "none"]
+    out = subprocess.run([PODMAN, "run", "--rm", *offline, "--entrypoint", "python",
+                          image("worker"), "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "['PERSON', 'PHONE_NUMBER']"
+
+
 def test_the_stack_of_images_ingests_a_sample_and_answers_with_its_citation(
     s3_server, redis_url, milvus_server, samples, containers, tmp_path
 ):
