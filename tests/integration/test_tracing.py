@@ -7,30 +7,19 @@ Off by default: without the OTEL_* variables no SDK is even imported."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from bunko.samples import make_born_digital
-from bunko.testing.servers import free_port
-from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.api_worker import Stack, api_and_worker
 from tests.support.otlp import OtlpReceiver, Span
-from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.slow]
-CLI = "from bunko.cli import main; main()"
-
-
-def _wait(check: Callable[[], object], timeout: float, what: str, procs: list[subprocess.Popen[str]]) -> object:
-    def died() -> str | None:
-        return next((f"{p.args[3:]} exited with {p.returncode}" for p in procs if p.poll() is not None), None)
-
-    return wait_for(check, timeout=timeout, what=what, died=died)
 
 
 def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
@@ -41,66 +30,40 @@ def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
     return out
 
 
+def _upload_and_ask(stack: Stack, receiver: OtlpReceiver, tmp_path: Path) -> tuple[str, list[Span]]:
+    base = stack.base
+    headers = stack.admin_headers(stack.client())
+    pdf = make_born_digital(tmp_path / "report.pdf")
+    up = httpx.post(f"{base}/api/v1/collections/default/documents", headers=headers, timeout=60,
+                    files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")})
+    assert up.status_code == 201, up.text
+    doc_id = up.json()["id"]
+    stack.wait(lambda: httpx.get(f"{base}/api/v1/documents/{doc_id}", headers=headers,
+                                 timeout=10).json()["status"] == "completed", 300, "the document")
+    answer = httpx.post(f"{base}/api/v1/query", headers=headers, timeout=120,
+                        json={"question": "売上高はいくらですか", "collection": "default"})
+    assert answer.status_code == 200, answer.text
+
+    def spans_named(*names: str) -> list[Span]:
+        spans = receiver.snapshot()
+        return spans if all(any(s.name == n for s in spans) for n in names) else []
+
+    stack.wait(lambda: spans_named("ingest", "thumbnail", "vector_search"), 60, "the exported spans")
+    time.sleep(1)  # the rest of the batch
+    return doc_id, receiver.snapshot()
+
+
 def test_an_upload_and_a_query_are_each_one_trace_across_the_api_and_the_worker(
     tmp_path, s3_server, redis_url, milvus_server
 ):
     receiver = OtlpReceiver()
-    db_name, db_url = create_pg_database("bunko_tracing")
-    password = secrets.token_urlsafe(16)
-    port = free_port()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUNKO_", "OTEL_"))}
-    base_env.update({
-        "BUNKO_MODE": "production", "BUNKO_DATABASE_URL": db_url, "BUNKO_MILVUS_URI": milvus_server,
-        "BUNKO_CACHE_URL": redis_url, "BUNKO_JWT_SECRET": secrets.token_hex(32),
-        "BUNKO_BOOTSTRAP_ADMIN_USERNAME": "admin", "BUNKO_BOOTSTRAP_ADMIN_PASSWORD": password,
-        **{f"BUNKO_{k.upper()}": str(v) for k, v in s3_server.settings_overrides().items()},
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
-    })
-    procs: list[subprocess.Popen[str]] = []
-    logs = []
     try:
-        for name, args in (("api", ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]),
-                           ("worker", ["worker"])):
-            log = (tmp_path / f"{name}.log").open("w")
-            logs.append(log)
-            env = {**base_env, "BUNKO_DATA_DIR": str(tmp_path / name)}
-            procs.append(subprocess.Popen([sys.executable, "-c", CLI, *args], env=env, stdout=log,
-                                          stderr=subprocess.STDOUT, text=True))
-        base = f"http://127.0.0.1:{port}"
-        _wait(lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200, 120, "the api", procs)
-        token = httpx.post(f"{base}/api/v1/auth/login", json={"username": "admin", "password": password},
-                           timeout=30).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        pdf = make_born_digital(tmp_path / "report.pdf")
-        up = httpx.post(f"{base}/api/v1/collections/default/documents", headers=headers, timeout=60,
-                        files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")})
-        assert up.status_code == 201, up.text
-        doc_id = up.json()["id"]
-        _wait(lambda: httpx.get(f"{base}/api/v1/documents/{doc_id}", headers=headers,
-                                timeout=10).json()["status"] == "completed", 300, "the document", procs)
-        answer = httpx.post(f"{base}/api/v1/query", headers=headers, timeout=120,
-                            json={"question": "売上高はいくらですか", "collection": "default"})
-        assert answer.status_code == 200, answer.text
-
-        def spans_named(*names: str) -> list[Span]:
-            spans = receiver.snapshot()
-            return spans if all(any(s.name == n for s in spans) for n in names) else []
-
-        _wait(lambda: spans_named("ingest", "thumbnail", "vector_search"), 60, "the exported spans", procs)
-        time.sleep(1)  # the rest of the batch
-        spans = receiver.snapshot()
+        with api_and_worker(tmp_path, s3_server, redis_url, milvus_server, db="bunko_tracing",
+                            extra_env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                                       "OTEL_BSP_SCHEDULE_DELAY": "200"}) as stack:
+            doc_id, spans = _upload_and_ask(stack, receiver, tmp_path)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for log in logs:
-            log.close()
         receiver.close()
-        drop_pg_database(db_name, db_url)
 
     by_id = {s.span_id: s for s in spans}
     # The upload: the api's server span, and the worker's job in the same trace, below it.
