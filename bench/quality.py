@@ -131,6 +131,9 @@ class Recipe:
     furniture: bool = shipped.STRIP_FURNITURE
     navigation: bool = True  # TOC / index passages behind body passages
     refusal: bool = True
+    # How pages are ranked from the fused passages: "best" (a page where its best passage is),
+    # or by its passages' scores added up: "best+half" (the best and half the second), "top3".
+    page_rank: str = "best"
 
 
 def shipped_recipe() -> Recipe:
@@ -162,6 +165,8 @@ def variants(full: bool) -> list[Recipe]:
         replace(base, name="  weights 0.8/0.2", weights=(0.8, 0.2)),
         replace(base, name="  no keyword shift", keyword_shift=False),
         replace(base, name="  no TOC demotion", navigation=False),
+        replace(base, name="  pages by best + half the next", page_rank="best+half"),
+        replace(base, name="  pages by their top 3 summed", page_rank="top3"),
     ]
     for mode in ("A", "B", "C"):
         for bigrams in (False, True):
@@ -367,10 +372,7 @@ def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddi
         features = (bm25.coverage(terms, best_bm), float(cos.max()), share, margin, float(missing))
         refused = (not hits if models.reranker is not None
                    else recipe.refusal and shipped.refuse(missing, share, len(chunks)))
-        pages: list[tuple[str, int]] = []
-        for h in hits:
-            if (h.document_id, h.page_no) not in pages:
-                pages.append((h.document_id, h.page_no))
+        pages = rank_pages(hits, recipe.page_rank)
         gold = {(g["doc"], g["page"]) for g in q["gold"]}
         rank = next((r for r, pg in enumerate(pages[:DEPTH], 1) if pg in gold), None)
         answer = NOT_FOUND_ANSWER if refused else _answer(models, p.text, hits[:K])
@@ -379,6 +381,25 @@ def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddi
         correct = bool(q["keys"]) and all(squash(k) in squash(answer) for k in q["keys"])
         run.outcomes.append(Outcome(q["id"], q["kind"], rank, refused, correct, features))
     return run
+
+
+def rank_pages(hits: list[Hit], how: str) -> list[tuple[str, int]]:
+    order: list[tuple[str, int]] = []
+    scores: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for h in hits:
+        page = (h.document_id, h.page_no)
+        if page not in order:
+            order.append(page)
+        # A TOC or index passage points at the page that answers; it does not make its own page.
+        scores[page].append(h.score * (0.1 if is_navigation(h.text) else 1.0))
+    if how == "best":
+        return order
+
+    def total(page: tuple[str, int]) -> float:
+        v = sorted(scores[page], reverse=True)
+        return v[0] + 0.5 * sum(v[1:2]) if how == "best+half" else sum(v[:3])
+
+    return sorted(order, key=lambda pg: -total(pg))  # stable: ties keep the passage order
 
 
 def _answer(models: Models, question: str, hits: list[Hit]) -> str:
