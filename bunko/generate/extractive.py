@@ -24,7 +24,15 @@ from bunko.text.navigation import is_toc_line
 from bunko.text.tokenize import Analyzer, query_tokens
 
 _ANALYZER = Analyzer(drop_function_words=True)
-_SENTENCE_END = re.compile(r"(?<=[。！？!?])|\n")
+# Japanese sentence ends and line breaks. Not ASCII ? and !: in these manuals they are keys and
+# operators ("? を押せば", "?name(...)"), and splitting there cut the fact off its sentence.
+_SENTENCE_END = re.compile(r"(?<=[。！？])|\n")
+# A sentence that announces what follows ("以下のように実行します:", "次のコマンドを実行します。"),
+# and a short line with no sentence end (a definition-list term such as "-z, --compressed"): the
+# fact is on the next line, so it is shown with them.
+_LEAD_IN = re.compile(r"[:：]\s*$|(以下|次)(の|に|を|で).*[。.]?\s*$")
+_TERM_LINE_CHARS = 40
+_CONTINUATION_CHARS = 200
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\s*\|[\s:|-]+\|\s*$")
 _HIRAGANA = re.compile(r"^[\u3040-\u309f]+$")
@@ -40,6 +48,7 @@ class _Sentence:
     block: int  # 1-based context block number
     rank: int  # the passage's rank, 0 = best
     position: int  # order inside the passage, for stable ties
+    continuation: str = ""  # the line(s) after a lead-in or a term line, shown with it
 
 
 def _is_content(term: str) -> bool:
@@ -62,12 +71,51 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 
+def _unwrapped(lines: list[str]) -> list[str]:
+    """English prose that the page's layout wrapped ("... expands to the" / "absolute path of ...")
+    back into one line: a line ending in a letter or comma followed by one starting lower-case."""
+    out: list[str] = []
+    for line in lines:
+        if out and re.search(r"[A-Za-z,]$", out[-1]) and re.match(r"[a-z]", line):
+            out[-1] = f"{out[-1]} {line}"
+        else:
+            out.append(line)
+    return out
+
+
+def _announces(sentence: str) -> bool:
+    if _TABLE_ROW.match(sentence) or sentence.startswith("#"):
+        return False
+    if _LEAD_IN.search(sentence):
+        return True
+    return len(sentence) <= _TERM_LINE_CHARS and not re.search(r"[。．.!?！？]$", sentence)
+
+
+def _continuation(sentences: list[str], at: int) -> str:
+    """The lines after ``sentences[at]``, at most ``_CONTINUATION_CHARS``: the first whatever it
+    is (a command, a list item, a term's description), then more until a sentence of prose."""
+    out: list[str] = []
+    size = 0
+    for line in sentences[at + 1:]:
+        prose = re.search(r"[。．!?！？]$", line) is not None
+        if _TABLE_RULE.match(line) or is_toc_line(line) or line.startswith("#") or (out and prose):
+            break  # the announced lines end where the prose goes on (or the section does)
+        out.append(line)
+        size += len(line)
+        if size >= _CONTINUATION_CHARS or prose:
+            break
+    text = " ".join(out)
+    return text if len(text) <= _CONTINUATION_CHARS else text[: _CONTINUATION_CHARS - 1] + "…"
+
+
 def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
     out: list[_Sentence] = []
     for rank, hit in enumerate(hits):
         header = ""
-        for pos, sentence in enumerate(split_sentences(hit.text)):
-            if _TABLE_RULE.match(sentence) or len(sentence) < 2 or is_toc_line(sentence):
+        sentences = _unwrapped(split_sentences(hit.text))
+        for pos, sentence in enumerate(sentences):
+            # A heading names a section; the section's sentences are the answer.
+            if _TABLE_RULE.match(sentence) or len(sentence) < 2 or is_toc_line(sentence) or sentence.startswith("#"):
                 continue
             row_header = ""
             if _TABLE_ROW.match(sentence):
@@ -80,7 +128,8 @@ def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
             # A table row is scored with its header: "九州の売上高" matches the row "| 九州 | 45 |"
             # only through the column name "売上高".
             terms = _terms(f"{row_header}\n{sentence}" if row_header else sentence)
-            out.append(_Sentence(sentence[:_MAX_SENTENCE_CHARS], terms, row_header, rank + 1, rank, pos))
+            follow = _continuation(sentences, pos) if _announces(sentence) else ""
+            out.append(_Sentence(sentence[:_MAX_SENTENCE_CHARS], terms, row_header, rank + 1, rank, pos, follow))
     return out
 
 
@@ -105,11 +154,13 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
     )
     chosen: list[_Sentence] = []
     seen: set[str] = set()
+    shown = ""  # what the chosen lines and their continuations already say
     for c in ranked:
         key = re.sub(r"\s+", "", c.text)
-        if key in seen:
+        if key in seen or key in shown:
             continue
         seen.add(key)
+        shown += re.sub(r"\s+", "", c.continuation)
         chosen.append(c)
         if len(chosen) >= max_sentences:
             break
@@ -122,5 +173,6 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
         if c.header and c.header != shown_header:
             lines.append(c.header)
         shown_header = c.header
-        lines.append(f"{c.text} [文書{c.block}]")
+        text = f"{c.text} {c.continuation}" if c.continuation else c.text
+        lines.append(f"{text} [文書{c.block}]")
     return "\n".join(lines)

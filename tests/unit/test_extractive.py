@@ -76,3 +76,38 @@ def test_table_of_contents_lines_are_never_quoted():
                                [_hit(1, toc, kind="table"), _hit(2, body)])
     assert "......" not in answer and "31" not in answer
     assert answer.splitlines()[0] == f"{body} [文書2]"
+
+
+def test_a_lead_in_brings_the_line_it_announces():
+    # From maint-guide: the sentence that matches the question ends in ":"; the command is below it.
+    text = ("バージョン文字列は dpkg コマンドを以下のように使うことで比較できます:\n"
+            "$ dpkg --compare-versions ver1 op ver2\n"
+            "バージョンの比較ルールは別の節で述べます。")
+    answer = extractive_answer("dpkg バージョン 比較 コマンド", [_hit(1, text)], max_sentences=1)
+    assert answer == ("バージョン文字列は dpkg コマンドを以下のように使うことで比較できます: "
+                      "$ dpkg --compare-versions ver1 op ver2 [文書1]")
+
+
+def test_a_term_line_brings_its_description():
+    # A definition list (an option and what it does), as a manual's option table prints.
+    text = ("-z, --compressed\n入力ファイルは ZIP 圧縮された MusicXML ファイルです。\n"
+            "-o, --output=ファイル\n出力先です。")
+    answer = extractive_answer("musicxml2ly -z オプション", [_hit(1, text)], max_sentences=1)
+    assert answer == "-z, --compressed 入力ファイルは ZIP 圧縮された MusicXML ファイルです。 [文書1]"
+
+
+def test_ascii_question_marks_are_keys_not_sentence_ends():
+    text = "? を押せば、利用可能なキーボードショートカットの一覧を表示できます。"
+    assert split_sentences(text) == [text]
+    answer = extractive_answer("キーボードショートカット 一覧 表示", [_hit(1, text)], max_sentences=1)
+    assert answer == f"{text} [文書1]"
+
+
+def test_wrapped_english_lines_are_one_sentence_and_headings_are_not_answers():
+    text = ("## 3.2 Path configuration\n"
+            "The environment variable KIPRJMOD is always defined by KiCad, and expands to the\n"
+            "absolute path of the current project.")
+    answer = extractive_answer("KIPRJMOD は何に展開されますか", [_hit(1, text)], max_sentences=2)
+    assert answer == ("The environment variable KIPRJMOD is always defined by KiCad, and expands to the "
+                      "absolute path of the current project. [文書1]")
+    assert "##" not in answer

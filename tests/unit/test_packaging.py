@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -44,6 +45,9 @@ def test_the_tree_holds_no_symlinks():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # setuptools stages into build/lib and copies from there: a page rebuilt since the last wheel
+    # (its asset names are hashes) or a moved module would otherwise ship beside the current one.
+    shutil.rmtree(ROOT / "build" / "lib", ignore_errors=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(out), str(ROOT)], check=True, capture_output=True, timeout=300)
     (built,) = out.glob("bunko-*.whl")
