@@ -49,6 +49,7 @@ class _Sentence:
     rank: int  # the passage's rank, 0 = best
     position: int  # order inside the passage, for stable ties
     continuation: str = ""  # the line(s) after a lead-in or a term line, shown with it
+    term: str = ""  # the term line a description belongs to ("%q" above "年の四半期 (1..4)")
 
 
 def _is_content(term: str) -> bool:
@@ -83,12 +84,15 @@ def _unwrapped(lines: list[str]) -> list[str]:
     return out
 
 
+def _is_term_line(line: str) -> bool:
+    return (len(line) <= _TERM_LINE_CHARS and not re.search(r"[。．.!?！？:：]$", line)
+            and not _TABLE_ROW.match(line) and not line.startswith("#") and not is_toc_line(line))
+
+
 def _announces(sentence: str) -> bool:
     if _TABLE_ROW.match(sentence) or sentence.startswith("#"):
         return False
-    if _LEAD_IN.search(sentence):
-        return True
-    return len(sentence) <= _TERM_LINE_CHARS and not re.search(r"[。．.!?！？]$", sentence)
+    return _LEAD_IN.search(sentence) is not None or _is_term_line(sentence)
 
 
 def _continuation(sentences: list[str], at: int) -> str:
@@ -129,7 +133,10 @@ def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
             # only through the column name "売上高".
             terms = _terms(f"{row_header}\n{sentence}" if row_header else sentence)
             follow = _continuation(sentences, pos) if _announces(sentence) else ""
-            out.append(_Sentence(sentence[:_MAX_SENTENCE_CHARS], terms, row_header, rank + 1, rank, pos, follow))
+            term = (sentences[pos - 1] if pos and not follow and not row_header
+                    and _is_term_line(sentences[pos - 1]) else "")
+            out.append(_Sentence(sentence[:_MAX_SENTENCE_CHARS], terms, row_header, rank + 1, rank, pos, follow,
+                                 term))
     return out
 
 
@@ -160,7 +167,7 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
         if key in seen or key in shown:
             continue
         seen.add(key)
-        shown += re.sub(r"\s+", "", c.continuation)
+        shown += re.sub(r"\s+", "", c.term + c.continuation)
         chosen.append(c)
         if len(chosen) >= max_sentences:
             break
@@ -173,6 +180,6 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
         if c.header and c.header != shown_header:
             lines.append(c.header)
         shown_header = c.header
-        text = f"{c.text} {c.continuation}" if c.continuation else c.text
+        text = " ".join(part for part in (c.term, c.text, c.continuation) if part)
         lines.append(f"{text} [文書{c.block}]")
     return "\n".join(lines)

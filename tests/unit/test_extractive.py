@@ -111,3 +111,11 @@ def test_wrapped_english_lines_are_one_sentence_and_headings_are_not_answers():
     assert answer == ("The environment variable KIPRJMOD is always defined by KiCad, and expands to the "
                       "absolute path of the current project. [文書1]")
     assert "##" not in answer
+
+
+def test_a_description_brings_the_term_it_describes():
+    # manpages-ja's shutdown(8): the option above, what it does below; the question asks for the latter.
+    text = ("-k\nシャットダウンは行わず、警告メッセージだけを送る。\n"
+            "-c\n現在実行中のシャットダウンをキャンセルする。")
+    answer = extractive_answer("実行中のシャットダウンを取り消すには？", [_hit(1, text)], max_sentences=1)
+    assert answer == "-c 現在実行中のシャットダウンをキャンセルする。 [文書1]"
