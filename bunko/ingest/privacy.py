@@ -9,6 +9,7 @@ to know about the policy. The original PDF is not touched and stays behind its A
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, get_args
@@ -60,8 +61,12 @@ def screen_pages(detector: PiiDetector, pages: list[PageText], policy: str,
 def _redact_block(block: OcrBlock, values: dict[str, Finding]) -> OcrBlock:
     text, hit = block.text, False
     for value, f in values.items():
-        if value in text:
-            text = text.replace(value, redact(value, [Finding(f.entity, 0, len(value), f.score)]))
+        # Spacing may differ between a block and the page's Markdown (runs joined, spaces between
+        # CJK characters dropped): match the value whatever the spaces inside it.
+        pattern = re.compile(r"\s*".join(re.escape(ch) for ch in value if not ch.isspace()))
+        if pattern.search(text):
+            label = redact(value, [Finding(f.entity, 0, len(value), f.score)])
+            text = pattern.sub(label.replace("\\", r"\\"), text)
             hit = True
     part = block.text.strip()
     if not hit and len(part) >= _MIN_PART and any(part in v for v in values):

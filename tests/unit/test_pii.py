@@ -114,3 +114,12 @@ def test_off_policy_reads_nothing():
 
     page = _page()
     assert screen_pages(Refuses(), [page], "off") == ([page], [])  # type: ignore[arg-type]
+
+
+def test_a_block_spaced_differently_from_the_page_is_still_redacted(detector):
+    page = PageText(page_no=1, markdown="担当：山田太郎\n電話 03-5555-0123", source="layer", confidence=1.0,
+                    blocks=[OcrBlock("担当：山田 太郎", (10, 10, 100, 20), 1.0),
+                            OcrBlock("電話 03 - 5555 - 0123", (10, 30, 100, 40), 1.0)])
+    (out,), _ = screen_pages(detector, [page], "redact")
+    assert [b.text for b in out.blocks] == ["担当：＜氏名＞", "電話 ＜電話番号＞"]
+    assert all(b.redacted for b in out.blocks)
