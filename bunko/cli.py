@@ -437,20 +437,22 @@ def pii(
     """A collection's personal-information policy. With POLICY, set it: every document is processed
     again under it (flag records what each page holds; redact also replaces it in what is indexed,
     shown and sent to an LLM). Without, list the pages where something was found."""
-    from bunko.collections import collection_config, get_collection
+    from bunko.collections import DEFAULT_COLLECTION, ensure_default_collection
     from bunko.ingest.privacy import findings_report, set_pii_policy
 
     rt = _runtime()
     with _errors():
+        if collection == DEFAULT_COLLECTION:
+            ensure_default_collection(rt)  # as `bunko ingest` does: a new data directory has none yet
         if policy is not None:
             change = set_pii_policy(rt, collection, policy)
             console.print(f"{change.collection}: pii {change.old} -> {change.new}; "
                           f"{change.requeued} document(s) queued to be processed again")
             return
-        coll = get_collection(rt, collection)
-        console.print(f"{coll.name}: pii policy {collection_config(coll).pii}")
+        report = findings_report(rt, collection)
+        console.print(f"{report.collection}: pii policy {report.policy}")
         table = Table("document", "page", "found", "redacted")
-        for p in findings_report(rt, coll.id):
+        for p in report.pages:
             found = ", ".join(f"{entity} ×{n}" for entity, n in sorted(p.counts.items()))
             table.add_row(p.filename, str(p.page_no), found, "yes" if p.redacted else "no")
         console.print(table)

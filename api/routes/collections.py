@@ -78,15 +78,10 @@ def pii_report(collection: str, admin: CollectionManager, rt: RuntimeDep) -> Pii
     for a collection whose PII policy is flag or redact."""
     from bunko.ingest.privacy import findings_report
 
-    coll = colls.get_collection(rt, collection)
-    pages = findings_report(rt, coll.id)
-    totals: dict[str, int] = {}
-    for p in pages:
-        for entity, n in p.counts.items():
-            totals[entity] = totals.get(entity, 0) + n
-    return PiiReportOut(collection=coll.name, policy=colls.collection_config(coll).pii, totals=totals,
+    report = findings_report(rt, collection)
+    return PiiReportOut(collection=report.collection, policy=report.policy, totals=report.totals,
                         pages=[PiiPageOut(document_id=p.document_id, filename=p.filename, page=p.page_no,
-                                          counts=p.counts, redacted=p.redacted) for p in pages])
+                                          counts=p.counts, redacted=p.redacted) for p in report.pages])
 
 
 @router.put("/{collection}/pii", response_model=PiiPolicyOut)
@@ -96,7 +91,7 @@ def set_pii_policy(collection: str, body: PiiPolicyIn, admin: CollectionManager,
     from bunko.ingest.privacy import set_pii_policy as apply
 
     change = apply(rt, collection, body.policy)
-    audit.record(rt, "collection_pii_policy", actor=admin.id, target=colls.get_collection(rt, collection).id,
+    audit.record(rt, "collection_pii_policy", actor=admin.id, target=change.collection_id,
                  detail={"name": change.collection, "from": change.old, "to": change.new,
                          "requeued": change.requeued}, ip=client_ip(request))
     return PiiPolicyOut(collection=change.collection, previous=change.old, policy=change.new,

@@ -20,7 +20,7 @@ from bunko.collections import PiiPolicy, collection_config, get_collection
 from bunko.domain import OcrBlock, PageText
 from bunko.errors import Conflict, InvalidInput, NotFound
 from bunko.ingest.submit import reprocess_document
-from bunko.pii.detect import Finding, redact
+from bunko.pii.detect import Finding, label, redact
 from bunko.store.db import Collection, Document, PiiFinding
 
 if TYPE_CHECKING:
@@ -65,19 +65,18 @@ def _redact_block(block: OcrBlock, values: dict[str, Finding]) -> OcrBlock:
         # CJK characters dropped): match the value whatever the spaces inside it.
         pattern = re.compile(r"\s*".join(re.escape(ch) for ch in value if not ch.isspace()))
         if pattern.search(text):
-            label = redact(value, [Finding(f.entity, 0, len(value), f.score)])
-            text = pattern.sub(label.replace("\\", r"\\"), text)
+            text = pattern.sub(label(f.entity), text)
             hit = True
     part = block.text.strip()
     if not hit and len(part) >= _MIN_PART and any(part in v for v in values):
-        entity = next(f.entity for v, f in values.items() if part in v)
-        text, hit = redact(part, [Finding(entity, 0, len(part), 1.0)]), True
+        text, hit = label(next(f.entity for v, f in values.items() if part in v)), True
     return replace(block, text=text, redacted=True) if hit else block
 
 
 @dataclass(frozen=True)
 class PolicyChange:
     collection: str
+    collection_id: str
     old: str
     new: str
     requeued: int
@@ -87,12 +86,12 @@ def set_pii_policy(rt: Runtime, collection: str, policy: str) -> PolicyChange:
     """Set a collection's PII policy and re-process its documents under it: a policy covers the
     documents already there, not only the next upload. A document busy meanwhile notices the
     change when it finishes and runs again (bunko.ingest.pipeline)."""
-    coll = get_collection(rt, collection)
-    old = collection_config(coll)
     if policy not in get_args(PiiPolicy):
         raise InvalidInput(f"unknown PII policy {policy!r}: use one of {', '.join(get_args(PiiPolicy))}")
+    coll = get_collection(rt, collection)
+    old = collection_config(coll)
     if old.pii == policy:
-        return PolicyChange(coll.name, old.pii, policy, 0)
+        return PolicyChange(coll.name, coll.id, old.pii, policy, 0)
     new = old.model_copy(update={"pii": policy})
     with rt.sessions.begin() as s:
         row = s.get(Collection, coll.id)
@@ -108,7 +107,7 @@ def set_pii_policy(rt: Runtime, collection: str, policy: str) -> PolicyChange:
         except (Conflict, NotFound):
             continue  # busy (it re-checks the policy when it ends) or deleted meanwhile
     rt.cache.bump(f"collection:{coll.id}")
-    return PolicyChange(coll.name, old.pii, policy, requeued)
+    return PolicyChange(coll.name, coll.id, old.pii, policy, requeued)
 
 
 @dataclass(frozen=True)
@@ -120,14 +119,23 @@ class PageReport:
     redacted: bool
 
 
-def findings_report(rt: Runtime, collection_id: str) -> list[PageReport]:
+@dataclass(frozen=True)
+class FindingsReport:
+    collection: str
+    policy: str
+    totals: dict[str, int]
+    pages: list[PageReport]
+
+
+def findings_report(rt: Runtime, collection: str) -> FindingsReport:
     """What was found on each page of the collection's documents: kinds and counts, never values."""
+    coll = get_collection(rt, collection)
     with rt.sessions() as s:
         rows = s.execute(
             select(PiiFinding.document_id, Document.filename, PiiFinding.page_no, PiiFinding.entity,
                    PiiFinding.redacted, func.count())
             .join(Document, Document.id == PiiFinding.document_id)
-            .where(Document.collection_id == collection_id)
+            .where(Document.collection_id == coll.id)
             .group_by(PiiFinding.document_id, Document.filename, PiiFinding.page_no,
                       PiiFinding.entity, PiiFinding.redacted)
             .order_by(Document.filename, PiiFinding.page_no)
@@ -136,4 +144,8 @@ def findings_report(rt: Runtime, collection_id: str) -> list[PageReport]:
     for doc_id, filename, page_no, entity, redacted, n in rows:
         page = pages.setdefault((doc_id, page_no), PageReport(doc_id, filename, page_no, {}, bool(redacted)))
         page.counts[entity] = int(n)
-    return list(pages.values())
+    totals: dict[str, int] = {}
+    for page in pages.values():
+        for entity, n in page.counts.items():
+            totals[entity] = totals.get(entity, 0) + n
+    return FindingsReport(coll.name, collection_config(coll).pii, totals, list(pages.values()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bunko.errors import ConfigError
@@ -67,17 +68,24 @@ class PiiDetector:
         return _without_overlaps(found)
 
 
+def label(entity: str) -> str:
+    """What a redacted page shows in place of a finding of ``entity``: ＜電話番号＞."""
+    from bunko.pii.recognizers import LABELS
+
+    return f"＜{LABELS[entity]}＞"
+
+
 def redact(text: str, findings: list[Finding]) -> str:
-    """``text`` with each finding replaced by its label (＜電話番号＞), through presidio-anonymizer."""
+    """``text`` with each finding replaced by its label, through presidio-anonymizer."""
     if not findings:
         return text
     from presidio_anonymizer import AnonymizerEngine
     from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
-    from bunko.pii.recognizers import LABELS
+    from bunko.pii.recognizers import ENTITIES
 
     results = [RecognizerResult(f.entity, f.start, f.end, f.score) for f in findings]
-    operators = {e: OperatorConfig("replace", {"new_value": f"＜{label}＞"}) for e, label in LABELS.items()}
+    operators = {e: OperatorConfig("replace", {"new_value": label(e)}) for e in ENTITIES}
     return AnonymizerEngine().anonymize(text=text, analyzer_results=results, operators=operators).text
 
 
@@ -115,7 +123,7 @@ def _analyzer(model: str) -> AnalyzerEngine:
         ) from None
     from bunko.pii.recognizers import LANGUAGE, PERSON, recognizers
 
-    if not (spacy.util.is_package(model) or _is_dir(model)):
+    if not (spacy.util.is_package(model) or Path(model).is_dir()):
         raise ConfigError(
             f"the spaCy model {model!r} is not installed: pip install ja-ginza (Bunko never downloads "
             "models at run time)"
@@ -140,9 +148,3 @@ def _analyzer(model: str) -> AnalyzerEngine:
     registry = RecognizerRegistry(recognizers=[names, *recognizers()], supported_languages=[LANGUAGE])
     engine: Any = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=[LANGUAGE])
     return engine  # type: ignore[no-any-return]
-
-
-def _is_dir(model: str) -> bool:
-    from pathlib import Path
-
-    return Path(model).is_dir()

@@ -30,6 +30,8 @@ def _bunko(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
         (["status"], {"BUNKO_DATABASE_URL": "postgresql+psycopg://u:pw-not-shown@127.0.0.1:1/x"}, 3,
          "the database is unreachable"),
         (["ingest", "/no/such/folder"], {}, 2, "/no/such/folder does not exist"),
+        (["pii", "hide"], {}, 2, "unknown PII policy 'hide': use one of off, flag, redact"),
+        (["pii", "redact", "-c", "nope"], {}, 2, "collection 'nope' does not exist"),
     ],
 )
 def test_cli_failures_are_messages_with_exit_codes(tmp_path, args, env, code, says):
@@ -49,3 +51,13 @@ def test_an_unexpected_failure_names_its_log_and_keeps_the_traceback_there(tmp_p
     assert "unexpected error" in out and "Traceback" not in out
     log = Path(out.split("the details are in ", 1)[1].split(";", 1)[0].strip())
     assert "Traceback" in log.read_text()
+
+
+def test_the_pii_command_sets_the_default_collections_policy_and_reports_it(tmp_path):
+    shown = _bunko(tmp_path, "pii")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "default: pii policy off" in shown.stdout
+    changed = _bunko(tmp_path, "pii", "flag")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "default: pii off -> flag; 0 document(s) queued" in changed.stdout
+    assert "default: pii policy flag" in _bunko(tmp_path, "pii").stdout  # kept, in a new process
