@@ -22,9 +22,21 @@ def _condition(obj, type_):
     return None
 
 
-def _reports_where(cluster, check, what):
-    """The DocumentCollection "reports" once ``check`` holds for it."""
-    return wait_for(lambda: (o := cluster.get("DocumentCollection", "reports")) and check(o) and o, what=what)
+def _reports_where(cluster, check, what, timeout=90.0):
+    """The DocumentCollection "reports" once ``check`` holds for it. The first reconcile starts the
+    embedded stores, which on a loaded 2-core CI machine has taken more than 30 s; a timeout says
+    what the object's status was, so a slow start and a wrong phase can be told apart."""
+    seen: dict = {}
+
+    def ready():
+        o = cluster.get("DocumentCollection", "reports")
+        seen["status"] = (o or {}).get("status")
+        return o if o and check(o) else None
+
+    try:
+        return wait_for(ready, what=what, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the object's status then: {seen.get('status')!r}") from None
 
 
 def _phase(phase):
