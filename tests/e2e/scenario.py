@@ -5,6 +5,9 @@ phases that ``tests/e2e/test_system.py`` runs as tests, in order (``make e2e``; 
 1. start every part (``tests.e2e.harness.Cluster``);
 2. the platform engineer: ``kubectl apply -f crds/`` and the CPU sample against the kmock API with
    the operator running, a DocumentCollection for it, ``kubectl get pipelines,documentcollections``;
+   KubeRay's part is played by ``tests/support/kuberay_standin.py``, which gives each RayService a
+   Ray head of its own and ``serve deploy``s the config the operator wrote, so a Pipeline is Ready
+   only when Serve runs its models;
 3. the admin logs in and creates a user of each role; role limits hold;
 4. invalid files are refused with their 4xx and leave no row;
 5. a Power User uploads the corpus (born-digital, scanned, broken text layer, vertical) and a User a
@@ -44,7 +47,7 @@ import yaml
 from tests.e2e import corpus
 from tests.e2e.harness import ADMIN_PASSWORD, ADMIN_USER, REPO, Cluster, ClusterConfig, wait_until
 from tests.e2e.summary import Report, percentile
-from tests.support.serve_check import serve_config_problems
+from tests.support.kuberay_standin import KubeRayStandIn
 
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
 PASSWORD = "e2e-password-1234"
@@ -293,18 +296,34 @@ class E2E:
         config.load_kube_config(config_file=str(self.cluster.kubeconfig), client_configuration=cfg)
         return client.CustomObjectsApi(client.ApiClient(cfg))
 
+    def cpu_pipeline(self) -> dict[str, Any]:
+        """crds/examples/pipeline.cpu.yaml as this machine can serve it. Its reranker is a tiny
+        cross-encoder made here, because the example's hub model cannot be fetched offline. Its
+        model cache is a folder of the run, because on a cluster the cache is a volume at /models."""
+        from bunko.testing.tiny_models import make_tiny_reranker
+
+        body = yaml.safe_load((REPO / "crds" / "examples" / "pipeline.cpu.yaml").read_text())
+        models = self.cluster.models_dir or (self.root / "models")
+        body["spec"]["reranker"]["model"] = str(make_tiny_reranker(models / "reranker"))
+        body["spec"]["modelCache"] = {"mountPath": str(self.root / "model-cache")}
+        return dict(body)
+
     def phase_platform(self) -> None:
         say("== 2. platform engineer: CRDs and the CPU sample through kubectl, operator reconciling")
         if not KUBECTL.exists():
             subprocess.run([str(REPO / "scripts" / "fetch-k8s-tools.sh")], check=True, cwd=REPO)
         self.cluster.start_kmock()
         self.cluster.start_operator()
-        self.kuberay = KubeRayStandIn(self)
+        # 4 CPUs: phase 10 asks for two embedding replicas beside the OCR and the reranker.
+        self.kuberay = KubeRayStandIn(self.k8s, self.root / "kuberay", num_cpus=4, say=say,
+                                      env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                                           "TOKENIZERS_PARALLELISM": "false"})
         self.kuberay.start()
         say("    " + self.kubectl("apply", "--validate=false", "-f", str(REPO / "crds")).strip()
             .replace("\n", "\n    "))
-        say("    " + self.kubectl("apply", "--validate=false", "-f",
-                                  str(REPO / "crds" / "examples" / "pipeline.cpu.yaml")).strip())
+        sample = self.root / "pipeline.cpu.yaml"
+        sample.write_text(yaml.safe_dump(self.cpu_pipeline(), allow_unicode=True))
+        say("    " + self.kubectl("apply", "--validate=false", "-f", str(sample)).strip())
         dc = self.root / "documentcollection.e2e.yaml"
         dc.write_text(yaml.safe_dump({
             "apiVersion": "bunko.dev/v1alpha1", "kind": "DocumentCollection",
@@ -332,7 +351,8 @@ class E2E:
 
         ok = True
         try:
-            wait_until(converged, timeout=90, what="Pipeline and DocumentCollection Ready",
+            # A Ray head starts and Serve loads three models: minutes on 2 busy cores.
+            wait_until(converged, timeout=420, what="Pipeline and DocumentCollection Ready",
                        service=self.cluster["operator"])
         except Exception as exc:
             ok = False
@@ -655,7 +675,7 @@ class E2E:
     def phase_operator_restart(self) -> None:
         say("== 10. operator SIGKILLed while reconciling")
         operator = self.cluster["operator"]
-        cpu = yaml.safe_load((REPO / "crds" / "examples" / "pipeline.cpu.yaml").read_text())
+        cpu = self.cpu_pipeline()
         cpu["spec"]["embedding"]["replicas"] = 2
         second = json.loads(json.dumps(cpu))
         second["metadata"]["name"] = "bunko-cpu-b"
@@ -697,7 +717,8 @@ class E2E:
             return None
 
         try:
-            s = wait_until(converged, timeout=120, what="pipelines and collections to converge",
+            # bunko-cpu-b's Ray head starts and loads its models, bunko-cpu adds a replica.
+            s = wait_until(converged, timeout=420, what="pipelines and collections to converge",
                            service=operator)
         except Exception as exc:
             s = state()
@@ -941,67 +962,6 @@ class Prober(threading.Thread):
                 key = r.status_code if r is not None else "timeout"
                 self.statuses[key] = self.statuses.get(key, 0) + 1
             self._halt.wait(0.3)
-
-
-class KubeRayStandIn(threading.Thread):
-    """Plays KubeRay: gives every RayService the status KubeRay would, per the Serve apps of its
-    serveConfigV2. Each new config first goes through what ``serve deploy`` checks (Ray's
-    ServeDeploySchema, each application built from its import_path and args, every deployment
-    override naming a deployment: tests/support/serve_check.py); a config Serve would refuse is
-    reported DEPLOY_FAILED and not Ready, so the Pipeline never turns Ready on a wrong config. The
-    models themselves are served by the e2e's own `bunko serving run` (the example Pipeline's
-    reranker is a hub model this machine cannot fetch)."""
-
-    def __init__(self, e2e: E2E) -> None:
-        super().__init__(daemon=True, name="kuberay")
-        self.e2e = e2e
-        self._halt = threading.Event()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
-
-    def run(self) -> None:
-        done: dict[str, str] = {}
-        while not self._halt.wait(0.5):
-            try:
-                api = self.e2e.k8s()
-                items = api.list_namespaced_custom_object("ray.io", "v1", "default", "rayservices")["items"]
-            except Exception:
-                continue
-            for rs in items:
-                name = rs["metadata"]["name"]
-                config = (rs.get("spec") or {}).get("serveConfigV2") or ""
-                if done.get(name) == config and (rs.get("status") or {}).get("conditions"):
-                    continue
-                apps = (yaml.safe_load(config) or {}).get("applications", []) if config else []
-                problems = serve_config_problems(config) if config else ["no serveConfigV2"]
-                if problems:
-                    say(f"    KubeRay stand-in: Serve would refuse RayService {name}'s config: {problems}")
-                    status = {
-                        "serviceStatus": "",
-                        "conditions": [{"type": "Ready", "status": "False", "reason": "ServeConfigInvalid",
-                                        "message": "; ".join(problems)[:1000]}],
-                        "activeServiceStatus": {"applicationStatuses": {
-                            a.get("name", "?"): {"status": "DEPLOY_FAILED", "message": "; ".join(problems)[:1000]}
-                            for a in apps}},
-                    }
-                else:
-                    status = {
-                        "serviceStatus": "Running",
-                        "conditions": [{"type": "Ready", "status": "True", "reason": "RunningAndHealthy",
-                                        "message": "stand-in for KubeRay"}],
-                        "activeServiceStatus": {"applicationStatuses": {
-                            a["name"]: {"status": "RUNNING", "serveDeploymentStatuses": {
-                                d["name"]: {"status": "HEALTHY"} for d in a.get("deployments", [])}}
-                            for a in apps}},
-                    }
-                try:
-                    api.patch_namespaced_custom_object_status("ray.io", "v1", "default", "rayservices",
-                                                              name, {"status": status})
-                    done[name] = config
-                except Exception:
-                    continue
 
 
 def embedding_replicas(rayservices: list[dict[str, Any]], name: str) -> int | None:
