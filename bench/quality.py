@@ -68,11 +68,12 @@ def extract(pdf: Path, cache: Path, *, ocr: bool) -> list[PageText]:
     import bunko.ingest.pdf_child
     import bunko.ingest.pdf_layout
     import bunko.models.ocr
+    import bunko.text.confusions
     from bunko.ingest.extract import extract_document
     from bunko.models.ocr import load_ocr_engines
     from bunko.settings import get_settings
 
-    readers = (bunko.ingest.pdf_child, bunko.ingest.pdf_layout, bunko.models.ocr)
+    readers = (bunko.ingest.pdf_child, bunko.ingest.pdf_layout, bunko.models.ocr, bunko.text.confusions)
     code = b"".join(Path(m.__file__ or "").read_bytes() for m in readers)
     digest = hashlib.sha256(pdf.read_bytes() + code).hexdigest()[:16]
     key = cache / f"pages-{pdf.stem}-{digest}.pkl"

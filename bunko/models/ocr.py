@@ -8,7 +8,8 @@
   boxes and confidences. ``recognize_vertical`` uses ``jpn_vert`` with ``--psm 5``, the only engine
   here that reads vertical text (縦書き) in the right order: columns right to left.
 
-Both return blocks with bounding boxes in page points (pixel / dpi × 72, origin top-left), a
+Both put each line's cross-script look-alikes right (入カ → 入力: bunko.text.confusions) and
+return blocks with bounding boxes in page points (pixel / dpi × 72, origin top-left), a
 Markdown text in reading order and a confidence in [0, 1]. Engines are created once per process
 (:func:`load_ocr_engines`) and load their models on first use.
 """
@@ -32,6 +33,7 @@ from PIL import Image
 from bunko.domain import OcrBlock
 from bunko.errors import ConfigError, ModelUnavailable, OcrFailed
 from bunko.models.base import OcrEngine, OcrResult
+from bunko.text.confusions import fix_confusions
 from bunko.text.normalize import join_runs, normalize_text
 
 
@@ -115,6 +117,11 @@ def looks_vertical(blocks: Sequence[OcrBlock]) -> bool:
     return total > 0 and tall / total >= 0.5
 
 
+# Part of each engine's version, and so of the OCR cache's keys: a page read before a change to
+# what happens to the recogniser's lines (fix_confusions) is read again, not taken from the cache.
+POSTPROCESSING = "-fix1"
+
+
 def ocr_result(engine: str, lines: list[Line], markdown: str) -> OcrResult:
     blocks = [OcrBlock(text=ln.text, bbox=ln.bbox, confidence=ln.confidence) for ln in lines]
     return OcrResult(engine=engine, blocks=blocks, markdown=markdown, confidence=weighted_confidence(lines))
@@ -151,7 +158,7 @@ class RapidOcrEngine:
     def __init__(self) -> None:
         import rapidocr  # noqa: F401 - fail here (ConfigError in load_ocr_engines), not on first page
 
-        self.version = f"{_dist_version('rapidocr')}-ppocrv6s"
+        self.version = f"{_dist_version('rapidocr')}-ppocrv6s{POSTPROCESSING}"
         self._engine: Any = None
         self._lock = threading.Lock()
 
@@ -182,7 +189,7 @@ class RapidOcrEngine:
         scale = 72.0 / dpi
         lines: list[Line] = []
         for box, text, score in zip(out.boxes, out.txts, out.scores, strict=False):
-            text = normalize_text(str(text))
+            text = fix_confusions(normalize_text(str(text)))
             if not text:
                 continue
             xs, ys = box[:, 0], box[:, 1]
@@ -258,7 +265,7 @@ class TesseractEngine:
         first = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=False)
         words = (first.stdout or first.stderr).split()
         base = words[1] if len(words) > 1 else "unknown"
-        self.version = f"{base}-jpn"
+        self.version = f"{base}-jpn{POSTPROCESSING}"
         self.vertical_version = f"{base}-jpn_vert"
 
     def _langs(self) -> set[str]:
@@ -304,7 +311,7 @@ class TesseractEngine:
             text = ""
             for w in words:
                 text = join_runs(text, w["text"])
-            text = normalize_text(text)
+            text = fix_confusions(normalize_text(text))
             if not text:
                 continue
             left = min(int(w["left"]) for w in words)

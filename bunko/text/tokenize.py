@@ -149,6 +149,12 @@ def _tokenizer(mode: Mode) -> SudachiTokenizer:
     return tok
 
 
+def lattice_cost(text: str) -> int:
+    """The cost of Sudachi's best path through ``text``: lower is a more natural reading (see
+    bunko.text.confusions)."""
+    return int(_tokenizer("C").tokenize(text).get_internal_cost())
+
+
 DEFAULT_ANALYZER = Analyzer(mode="C")
 # Questions drop particles and auxiliaries (の, は, て, です): the index keeps every term, so this
 # only removes near-zero-IDF terms from the BM25 query. Their posting lists are the longest there
