@@ -33,6 +33,7 @@ import httpx
 import yaml
 
 from bunko.testing.servers import free_port
+from tests.support.ray_serve import PROXY_READY_ENV, PROXY_READY_S
 
 BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
@@ -49,7 +50,11 @@ class RayHead:
     def __init__(self, root: Path, *, num_cpus: int, env: Mapping[str, str] | None = None) -> None:
         self.root = root
         self.num_cpus = num_cpus
-        self.env = dict(env or {})
+        # Serve's 5 s proxy readiness is too short on 2 busy cores (tests/support/ray_serve.py).
+        # Ray turns token authentication on by itself once any Ray run here has left a token in
+        # ~/.ray, and the dashboard then answers 401 to the polling below. This head is bound to
+        # loopback and lives for one test, so it runs without (as the e2e's own Ray head does).
+        self.env = {PROXY_READY_ENV: PROXY_READY_S, "RAY_AUTH_MODE": "disabled", **(env or {})}
         self.ports = {flag: free_port() for flag in _RAY_PORT_FLAGS}
         self.gcs_port = free_port()
         self.serve_port = free_port()

@@ -16,6 +16,7 @@ reranker, a tiny Qwen2 LLM (engine ``transformers``) and rapidocr.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class ServeCluster:
 
 
 _cluster: ServeCluster | None = None
+PROXY_READY_ENV, PROXY_READY_S = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30"
 
 
 def _start(root: Path) -> ServeCluster:
@@ -98,6 +100,9 @@ def _start(root: Path) -> ServeCluster:
     )
     config = build_serve_config(spec)
     port = free_port()
+    # Serve kills a proxy that is not ready in 5 s; on 2 busy cores its worker can take longer to
+    # start, and serve.start then fails (ActorDiedError). Ray's processes inherit the variable.
+    os.environ.setdefault(PROXY_READY_ENV, PROXY_READY_S)
     start_local_ray(num_cpus=2, num_gpus=0, env_vars=spec.env_vars, attach=False)
     try:
         deploy_config(config, port=port)
