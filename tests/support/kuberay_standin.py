@@ -86,10 +86,14 @@ class RayHead:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self.proc.returncode}: see {self.root / 'ray-head.log'}")
             try:
-                if httpx.get(f"{self.dashboard}/api/serve/applications/", timeout=2).status_code == 200:
-                    return self
+                code = httpx.get(f"{self.dashboard}/api/serve/applications/", timeout=2).status_code
             except httpx.HTTPError:
-                pass
+                code = 0
+            if code == 200:
+                return self
+            if code in (401, 403):
+                raise RuntimeError(f"the Ray head's dashboard answers {code}: token authentication is on "
+                                   "(RAY_AUTH_MODE); this stand-in polls it without a token")
             time.sleep(1)
         raise TimeoutError(f"the Ray head's dashboard did not answer in {timeout_s} s")
 
