@@ -136,7 +136,7 @@ PROCESSES = {
                ["worker", "--help"], ["torch", "ray", "kopf", "fastapi", "milvus_lite", "rapidocr"]),
     "operator": (["bunko.operator.main", "bunko.operator.pipeline", "bunko.operator.collection",
                   "bunko.ingest.reindex"], ["operator", "run", "--help"],
-                 ["torch", "ray", "fastapi", "milvus_lite", "sentence_transformers"]),
+                 ["torch", "ray", "fastapi", "milvus_lite", "sentence_transformers", "kubernetes"]),
     "serving": (["bunko.serving.apps", "bunko.serving.embed", "bunko.serving.rerank", "bunko.serving.ocr",
                  "bunko.serving.llm", "bunko.serving.llm_transformers"], ["serving", "--help"],
                 ["kopf", "kubernetes", "milvus_lite", "celpy"]),
@@ -189,3 +189,32 @@ def test_the_api_venv_serves_requests(tmp_path, bunko_tree):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_operator_venv_reconciles_a_pipeline(tmp_path, bunko_tree, cluster):
+    """Without the official Kubernetes client (not in bunko[operator]): kopf logs in with its own
+    kubeconfig reader, and bunko.operator.kube's lightkube calls create the RayService."""
+    from tests.support.kube_cluster import wait_for
+    from tests.support.operator import example
+
+    python = make_venv(tmp_path / "venv-operator", "operator", bunko_tree)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUNKO_", "PYTHON", "KUBERNETES_"))}
+    env.update(KUBECONFIG=str(cluster.kubeconfig), BUNKO_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.Popen([str(python), "-P", "-c", CLI.format(args=["operator", "run", "--standalone"])],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        cluster.apply(example("pipeline.cpu.yaml"))
+        try:
+            rs = wait_for(lambda: cluster.get("RayService", "bunko-cpu"), timeout=90, what="the RayService")
+            phase = wait_for(lambda: (cluster.get("Pipeline", "bunko-cpu") or {}).get("status", {}).get("phase"),
+                             timeout=60, what="the Pipeline's phase")
+        except AssertionError:
+            proc.terminate()
+            pytest.fail(f"the operator venv did not reconcile: {proc.communicate(timeout=30)[0][-4000:]}")
+        assert rs["metadata"]["labels"]["bunko.dev/pipeline"] == "bunko-cpu"
+        assert phase == "Deploying"  # planned and applied; no KubeRay here to report it running
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            out = proc.communicate(timeout=30)[0]
+            assert "Traceback" not in out, out[-4000:]
