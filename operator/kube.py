@@ -1,6 +1,6 @@
 """The only module that talks to the Kubernetes API (besides kopf itself): read, create, patch.
 
-Through lightkube (a few MB over httpx) rather than the official client (~125 MB, most of the
+Through lightkube (a few MB over httpx) rather than the official client (~125 MB, a seventh of the
 operator image): a fresh client per call from the in-cluster service account or ``KUBECONFIG``,
 because handlers run in kopf's thread pool and a client holds no state worth sharing between them.
 kopf logs in by itself (its own kubeconfig and service-account readers when the official client is
