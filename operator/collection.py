@@ -22,6 +22,7 @@ from bunko.settings import Settings
 PLURAL = "documentcollections"
 RETRY_DELAY_S = 30
 COUNT_INTERVAL_S = 60.0
+REINDEX_POLL_S = 5.0
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
@@ -222,29 +223,60 @@ def pipeline_embedding_changed(
 
 @kopf.on.field(kube.GROUP, kube.VERSION, PLURAL, field=["metadata", "annotations", REINDEX_ANNOTATION])
 def reindex_requested(
-    old: Any, new: Any, name: str, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_: Any
+    old: Any, new: Any, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_: Any
 ) -> None:
     """``kubectl annotate documentcollection NAME reindex.bunko.dev/requested=$(date +%s) --overwrite``:
-    rebuild the index with the current recipe and embedding model from the stored pages (the
-    collection keeps answering meanwhile). A new value asks again; removing it asks nothing."""
+    queue the rebuild of the index with the current recipe and embedding model from the stored pages
+    (the collection keeps answering meanwhile). A worker runs it (the text analysis and the
+    embedding client are the workers'); ``follow_reindex`` reports the outcome. A new value asks
+    again; removing it asks nothing."""
     # Compared with what was last acted on, not with kopf's `old` (see pipeline_embedding_changed).
-    if not new or new == old or str(new) == status.get("reindexedFor"):
+    if not new or new == old or str(new) in (status.get("reindexedFor"), status.get("reindexRequested")):
         return
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
-    from bunko.ingest.reindex import reindex_collection
-
+    cid = status.get("collectionId")
+    if not cid:
+        raise kopf.TemporaryError("the collection is not created yet; its reindex is queued once it is",
+                                  delay=RETRY_DELAY_S)
     try:
-        report = reindex_collection(runtime(), name, force=True)
-    except Unavailable as exc:
-        wait(body, status, patch, "StoreUnavailable", exc.message)
-    except BunkoError as exc:
-        refuse(body, status, patch, type(exc).__name__, exc.message)
-    kopf.info(body, reason="Reindexed",
-              message=f"{report.documents} documents, {report.chunks} chunks: index version "
-                      f"{report.from_version} -> {report.to_version} in {report.seconds:.1f} s")
-    write_status(status, patch, {"vectorCollection": report.vector_collection,
-                                 "indexVersion": report.to_version, "reindexedFor": str(new)})
+        job_id = collection_data.queue_reindex(runtime(), str(cid))
+    except BunkoError as exc:  # a store down, or the row not there yet: ask again later
+        raise kopf.TemporaryError(exc.message, delay=RETRY_DELAY_S) from exc
+    kopf.info(body, reason="ReindexQueued",
+              message=f"job {job_id}: a worker rebuilds the index from the stored pages")
+    write_status(status, patch, {"phase": "Reindexing", "reindexRequested": str(new), "reindexJob": job_id})
+
+
+def _reindex_pending(status: Mapping[str, Any]) -> bool:
+    return bool(status.get("reindexRequested")) and status.get("reindexRequested") != status.get("reindexedFor")
+
+
+@kopf.timer(kube.GROUP, kube.VERSION, PLURAL, interval=REINDEX_POLL_S, initial_delay=REINDEX_POLL_S)
+def follow_reindex(
+    status: kopf.Status, patch: kopf.Patch, body: kopf.Body, **_: Any
+) -> None:
+    """Report a queued reindex once its job is over: the new index version, or why it failed (the
+    old index then keeps answering)."""
+    if not status or not _reindex_pending(status) or not status.get("reindexJob"):
+        return
+    try:
+        state = collection_data.reindex_state(runtime(), str(status.get("collectionId")), int(status["reindexJob"]))
+    except Unavailable:
+        return  # the next tick asks again
+    if state is None or state.status in ("queued", "running"):
+        return
+    requested = str(status["reindexRequested"])
+    if state.status == "failed":
+        message = f"the reindex failed; the previous index keeps answering: {state.error}"
+        kopf.warn(body, reason="ReindexFailed", message=message)
+        cond = condition("Reindexed", False, "ReindexFailed", message, generation=generation_of(body))
+    else:
+        message = f"index version {state.index_version} in {state.vector_collection}"
+        kopf.info(body, reason="Reindexed", message=message)
+        cond = condition("Reindexed", True, "Reindexed", message, generation=generation_of(body))
+    write_status(status, patch, {"phase": "Ready", "reindexedFor": requested, "indexVersion": state.index_version,
+                                 "vectorCollection": state.vector_collection, "conditions": [cond]})
 
 
 @kopf.timer(kube.GROUP, kube.VERSION, PLURAL, interval=COUNT_INTERVAL_S, initial_delay=COUNT_INTERVAL_S)
@@ -260,7 +292,8 @@ def refresh_counts(
         return  # the next tick tries again
     metrics.COLLECTION_DOCUMENTS.labels(namespace or "", name).set(docs)
     desired: dict[str, Any] = {"documentCount": docs, "chunkCount": chunks}
-    if status.get("phase") == "Reindexing" and not collection_data.in_progress(runtime(), str(cid)):
+    if (status.get("phase") == "Reindexing" and not _reindex_pending(status)
+            and not collection_data.in_progress(runtime(), str(cid))):
         desired["phase"] = "Ready"  # every re-queued document has been processed again
     write_status(status, patch, desired)
 

@@ -24,8 +24,9 @@ from bunko.collections import (
     vector_collection_name,
 )
 from bunko.errors import Conflict, NotFound, Unavailable
+from bunko.ingest import jobs
 from bunko.ingest.submit import reprocess_document
-from bunko.store.db import Chunk, Collection, Document
+from bunko.store.db import Chunk, Collection, Document, Job
 
 if TYPE_CHECKING:
     from bunko.runtime import Runtime
@@ -163,6 +164,34 @@ def requeue_documents(rt: Runtime, cid: str) -> int:
             "re-indexing continues when they finish"
         )
     return len(ids)
+
+
+def queue_reindex(rt: Runtime, cid: str) -> int:
+    """Queue the rebuild of the collection's index for the workers (the operator holds no text
+    analysis or embedding client); the id of the queued job, or of the one already waiting."""
+    with rt.sessions.begin() as s:
+        if s.get(Collection, cid) is None:
+            raise NotFound(f"collection row {cid} does not exist (yet)")
+        return jobs.enqueue_reindex(s, cid).id
+
+
+@dataclass
+class ReindexState:
+    status: str  # the job's: queued | running | done | failed | gone (deleted with its collection)
+    error: str | None
+    index_version: str
+    vector_collection: str
+
+
+def reindex_state(rt: Runtime, cid: str, job_id: int) -> ReindexState | None:
+    """Where the reindex job stands, with what the collection's row says now (None: row gone)."""
+    with rt.sessions() as s:
+        row = s.get(Collection, cid)
+        if row is None:
+            return None
+        job = s.get(Job, job_id)
+        return ReindexState(job.status if job is not None else "gone", job.last_error if job else None,
+                            parse_config(row.config).index_version, row.vector_collection)
 
 
 def counts(rt: Runtime, cid: str) -> tuple[int, int]:

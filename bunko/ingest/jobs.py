@@ -37,15 +37,25 @@ log = logging.getLogger(__name__)
 _SQLITE_CAS_TRIES = 8
 
 
+# A job's kind: one document through the ingest pipeline, or one collection's index rebuilt.
+INGEST, REINDEX = "ingest", "reindex"
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     id: int
-    document_id: str
+    document_id: str | None  # None for a collection's job
     kind: str
     attempts: int  # including this one
     worker_id: str
     lease_expires_at: datetime
     trace_context: str | None = None  # the traceparent of the request that queued it
+    collection_id: str | None = None  # a collection's job (kind reindex)
+
+    @property
+    def target(self) -> str:
+        """What the job works on: the document's id, or the collection's."""
+        return self.collection_id if self.kind == REINDEX and self.collection_id else str(self.document_id)
 
 
 # The caller's session factory (``Runtime.sessions``, or one the worker makes from its settings):
@@ -67,7 +77,7 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt
 
 
-def enqueue(session: Session, document_id: str, kind: str = "ingest") -> Job:
+def enqueue(session: Session, document_id: str, kind: str = INGEST) -> Job:
     """Add a job in the caller's transaction (commit it together with the document row)."""
     job = Job(document_id=document_id, kind=kind, status=JobStatus.queued.value, attempts=0,
               run_after=utcnow(), trace_context=tracing.current_traceparent())
@@ -76,7 +86,24 @@ def enqueue(session: Session, document_id: str, kind: str = "ingest") -> Job:
     return job
 
 
-def requeue(session: Session, document_id: str, kind: str = "ingest") -> Job:
+def enqueue_reindex(session: Session, collection_id: str) -> Job:
+    """Queue a rebuild of the collection's index, or return the one already queued or running (a
+    second request while one waits asks for nothing more: that one rebuilds with the current recipe)."""
+    pending = session.scalars(
+        select(Job).where(Job.collection_id == collection_id, Job.kind == REINDEX,
+                          Job.status.in_([JobStatus.queued.value, JobStatus.running.value]))
+        .order_by(Job.id.desc()).limit(1)
+    ).first()
+    if pending is not None:
+        return pending
+    job = Job(collection_id=collection_id, kind=REINDEX, status=JobStatus.queued.value, attempts=0,
+              run_after=utcnow(), trace_context=tracing.current_traceparent())
+    session.add(job)
+    session.flush()
+    return job
+
+
+def requeue(session: Session, document_id: str, kind: str = INGEST) -> Job:
     """Reprocess: reset the document's job to a fresh ``queued`` one with all attempts available.
 
     Refuses (``Conflict``) while a worker holds a live lease on it: reprocessing under a running
@@ -147,7 +174,8 @@ def _claim_skip_locked(sessions: Sessions, worker_id: str, lease_s: float) -> Cl
         job.lease_expires_at = expires
         job.attempts = job.attempts + 1
         job.updated_at = now
-        return ClaimedJob(job.id, job.document_id, job.kind, job.attempts, worker_id, expires, job.trace_context)
+        return ClaimedJob(job.id, job.document_id, job.kind, job.attempts, worker_id, expires, job.trace_context,
+                          job.collection_id)
 
 
 def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -> ClaimedJob | None:
@@ -158,7 +186,8 @@ def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -
         # The read runs outside a write transaction, so it never holds SQLite's write lock.
         with engine.connect() as conn:
             row = conn.execute(
-                select(Job.id, Job.document_id, Job.kind, Job.status, Job.attempts, Job.trace_context)
+                select(Job.id, Job.document_id, Job.kind, Job.status, Job.attempts, Job.trace_context,
+                       Job.collection_id)
                 .where(_claimable(now)).order_by(Job.run_after, Job.id).limit(1)
             ).first()
         if row is None:
@@ -173,16 +202,17 @@ def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -
             )
         if result.rowcount == 1:
             return ClaimedJob(row.id, row.document_id, row.kind, row.attempts + 1, worker_id, expires,
-                              row.trace_context)
+                              row.trace_context, row.collection_id)
         # Someone else won this one; look again.
     return None
 
 
 def _fail_worker_lost(sessions: Sessions, job: ClaimedJob, max_attempts: int) -> None:
-    message = (f"the worker processing this document stopped (killed or crashed) on each of "
+    what = "this document" if job.kind != REINDEX else "this collection's reindex"
+    message = (f"the worker processing {what} stopped (killed or crashed) on each of "
                f"{max_attempts} attempts; it may exceed the worker's memory or time limits")
-    log.error("job.failed job=%s document=%s reason=worker_lost attempts=%s",
-              job.id, job.document_id, max_attempts)
+    log.error("job.failed job=%s %s=%s reason=worker_lost attempts=%s",
+              job.id, job.kind, job.target, max_attempts)
     with sessions.begin() as s:
         result = s.execute(
             update(Job).where(Job.id == job.id, Job.lease_owner == job.worker_id,
@@ -301,7 +331,7 @@ def fail(
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return False
         if retry:
-            doc = s.get(Document, job.document_id)
+            doc = s.get(Document, job.document_id) if job.document_id else None
             if doc is not None:
                 doc.status = DocumentStatus.pending.value
                 doc.stage = "retrying"
@@ -310,8 +340,8 @@ def fail(
         return retry
 
 
-def _set_document_failed(s: Session, document_id: str, error: str, error_code: str) -> None:
-    doc = s.get(Document, document_id)
+def _set_document_failed(s: Session, document_id: str | None, error: str, error_code: str) -> None:
+    doc = s.get(Document, document_id) if document_id else None
     if doc is not None:
         doc.status = DocumentStatus.failed.value
         doc.error = error

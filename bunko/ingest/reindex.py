@@ -28,6 +28,7 @@ from bunko.domain import DocumentStatus, PageText
 from bunko.errors import Conflict
 from bunko.ingest import jobs
 from bunko.ingest.pipeline import chunk_document, embed_texts, index_chunks, indexed_text
+from bunko.ingest.types import Heartbeat
 from bunko.retrieve import recipe
 from bunko.store.db import Collection, Document, Page
 
@@ -153,3 +154,19 @@ def reindex_collection(rt: Runtime, name: str, *, force: bool = False,
     log.info("reindexed %s: %d documents, %d chunks, v%s -> v%s in %.1f s", coll.name, report.documents,
              report.chunks, report.from_version, report.to_version, report.seconds)
     return report
+
+
+def make_reindexer(rt: Runtime) -> Callable[[str, Heartbeat], None]:
+    """The worker's runner of a collection's reindex job (the operator's
+    ``reindex.bunko.dev/requested`` annotation queues one, bunko.ingest.jobs.enqueue_reindex)."""
+
+    def run(collection_id: str, heartbeat: Heartbeat) -> None:
+        with rt.sessions() as s:
+            name = s.scalar(select(Collection.name).where(Collection.id == collection_id))
+        if name is None:
+            log.warning("reindex job for deleted collection %s dropped", collection_id)
+            return
+        heartbeat()
+        reindex_collection(rt, name, force=True, progress=lambda _done, _left: heartbeat())
+
+    return run

@@ -38,6 +38,8 @@ from bunko.store.db import session_factory
 
 log = logging.getLogger(__name__)
 
+# Runs one job on its target (a document's id; a collection's for a reindex), calling the
+# heartbeat between steps.
 Process = Callable[[str, Heartbeat], None]
 
 # Errors that say the document cannot succeed however often it is retried.
@@ -103,7 +105,7 @@ class _Lease:
                 self._last_renewal = time.monotonic()
             else:
                 self.lost = True
-                _event(logging.WARNING, "job.lease_lost", job=self.job.id, document=self.job.document_id)
+                _event(logging.WARNING, "job.lease_lost", job=self.job.id, target=self.job.target)
             return ok
 
     def _run(self) -> None:
@@ -126,6 +128,7 @@ def run_worker(
     settings: Settings,
     process: Process,
     *,
+    reindex: Process | None = None,
     worker_id: str | None = None,
     stop: threading.Event | None = None,
     once: bool = False,
@@ -136,6 +139,9 @@ def run_worker(
 
     ``sessions``: the process's session factory (``Runtime.sessions``); by default one for
     ``settings``' database.
+
+    ``process`` runs the ingest jobs, ``reindex`` a collection's reindex job (queued by the operator);
+    a worker without ``reindex`` fails such a job with a message that says so.
 
     ``once``: handle at most one job, then return (returns at once if none is ready).
     ``drain``: return as soon as no job is ready (delayed retries still in backoff are not waited for).
@@ -164,7 +170,8 @@ def run_worker(
                 stop.wait(policy.poll_s)
                 continue
             try:
-                _run_job(policy, sessions, job, process, stop, liveness)
+                _run_job(policy, sessions, job, reindex if job.kind == jobs.REINDEX else process, stop,
+                         liveness)
             except SQLAlchemyError as e:
                 # The outcome could not be recorded; the lease runs out and the job is retried.
                 _event(logging.ERROR, "worker.record_error", worker=worker_id, job=job.id,
@@ -182,18 +189,22 @@ def run_worker(
     return handled
 
 
-def _run_job(policy: JobPolicy, sessions: jobs.Sessions, job: jobs.ClaimedJob, process: Process,
+def _run_job(policy: JobPolicy, sessions: jobs.Sessions, job: jobs.ClaimedJob, process: Process | None,
              stop: threading.Event, liveness: Liveness) -> None:
-    fields = {"job": job.id, "document": job.document_id, "attempt": job.attempts, "worker": job.worker_id}
+    target = "collection" if job.kind == jobs.REINDEX else "document"
+    fields = {"job": job.id, "kind": job.kind, target: job.target, "attempt": job.attempts,
+              "worker": job.worker_id}
     _event(logging.INFO, "job.start", **fields)
     started = time.monotonic()
-    attributes = {"bunko.document_id": job.document_id, "bunko.job_id": job.id, "bunko.attempt": job.attempts}
+    attributes = {f"bunko.{target}_id": job.target, "bunko.job_id": job.id, "bunko.attempt": job.attempts}
     with (
-        tracing.job_span("ingest", job.trace_context, **attributes),
+        tracing.job_span(job.kind, job.trace_context, **attributes),
         _Lease(sessions, job, policy.lease_s, stop, liveness) as lease,
     ):
         try:
-            process(job.document_id, lease.heartbeat)
+            if process is None:
+                raise InvalidInput(f"this worker runs no {job.kind} jobs; start it with `bunko worker`")
+            process(job.target, lease.heartbeat)
         except BaseException as exc:
             # The pipeline may wrap our signals in its own errors; look down the cause chain.
             if _caused_by(exc, WorkerStopping):
@@ -243,7 +254,7 @@ def _record_failure(policy: JobPolicy, sessions: jobs.Sessions, job: jobs.Claime
         message, code = exc.message, exc.code
     else:
         message, code = f"internal error: {type(exc).__name__}: {exc}", "internal_error"
-        log.exception("job.error job=%s document=%s", job.id, job.document_id)
+        log.exception("job.error job=%s %s=%s", job.id, job.kind, job.target)
     retry = jobs.fail(sessions, job.id, job.worker_id, message, max_attempts=policy.max_attempts,
                       backoff_s=policy.backoff_s, permanent=permanent, error_code=code)
     _event(logging.WARNING if retry else logging.ERROR, "job.retry" if retry else "job.failed",

@@ -211,7 +211,13 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
-    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    # A job is about one document (kind "ingest") or one whole collection (kind "reindex").
+    document_id: Mapped[str | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    collection_id: Mapped[str | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), index=True, nullable=True
+    )
     kind: Mapped[str] = mapped_column(String(32), default="ingest")
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -203,9 +203,18 @@ KIND = Kind(
             "description": "The retrieval recipe the index was built with (the "
             "reindex.bunko.dev/requested annotation rebuilds it with the current one).",
         },
+        "reindexRequested": {
+            "type": "string",
+            "description": "The reindex.bunko.dev/requested annotation value whose rebuild was queued.",
+        },
+        "reindexJob": {
+            "type": "integer",
+            "description": "The workers' job that rebuilds the index for reindexRequested.",
+        },
         "reindexedFor": {
             "type": "string",
-            "description": "The reindex.bunko.dev/requested annotation value last acted on.",
+            "description": "The reindex.bunko.dev/requested annotation value last acted on "
+            "(condition Reindexed says how it went).",
         },
         "conditions": CONDITIONS,
     },

@@ -144,12 +144,15 @@ def test_collection_lifecycle(cluster, stores):
 
 def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores):
     """An index built by an older recipe (version 1) is rebuilt with the current one when the
-    reindex.bunko.dev/requested annotation gets a new value; its documents stay searchable."""
+    reindex.bunko.dev/requested annotation gets a new value: the operator queues the job, a worker
+    runs it, the operator reports it; its documents stay searchable."""
     from bunko.collections import collection_config
     from bunko.domain import ChunkDraft
-    from bunko.ingest.pipeline import index_chunks
+    from bunko.ingest.pipeline import index_chunks, make_processor
+    from bunko.ingest.reindex import make_reindexer
+    from bunko.ingest.worker import run_worker
     from bunko.retrieve.recipe import INDEX_VERSION
-    from bunko.store.db import Page
+    from bunko.store.db import Job, Page
 
     coll = example("documentcollection.default.yaml")
     coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
@@ -182,9 +185,18 @@ def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores
 
         cluster.patch("DocumentCollection", "reports",
                       {"metadata": {"annotations": {"reindex.bunko.dev/requested": "2026-12-06"}}})
-        c = wait_for(lambda: (o := cluster.get("DocumentCollection", "reports"))
-                     and o.get("status", {}).get("reindexedFor") == "2026-12-06" and o, what="reindexed")
-        assert c["status"]["indexVersion"] == INDEX_VERSION
+        # The operator queues the rebuild; a worker (the text analysis and embeddings are its) runs it.
+        c = _reports_where(cluster, lambda o: o.get("status", {}).get("reindexRequested") == "2026-12-06",
+                           "the reindex queued")
+        assert c["status"]["phase"] == "Reindexing"
+        with rt.sessions() as s:
+            job = s.get(Job, c["status"]["reindexJob"])
+            assert (job.kind, job.collection_id, job.status) == ("reindex", cid, "queued")
+        assert run_worker(rt.settings, make_processor(rt), reindex=make_reindexer(rt), worker_id="test",
+                          drain=True, sessions=rt.sessions) == 1
+        c = _reports_where(cluster, lambda o: o.get("status", {}).get("reindexedFor") == "2026-12-06", "reindexed")
+        assert c["status"]["indexVersion"] == INDEX_VERSION and c["status"]["phase"] == "Ready"
+        assert _condition(c, "Reindexed")["status"] == "True"
         with rt.sessions() as s:
             row = s.get(Collection, cid)
             s.expunge_all()
@@ -192,6 +204,19 @@ def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores
         assert row.vector_collection == c["status"]["vectorCollection"] != "bunko_reports"
         assert not rt.vectors.has("bunko_reports")  # the old index is gone ...
         assert rt.vectors.count(row.vector_collection, "doc1") == 1  # ... its document is in the new one
+
+        # A reindex that fails (here: a worker that runs no reindex jobs) is reported as such, and
+        # the index it would have replaced keeps answering.
+        cluster.patch("DocumentCollection", "reports",
+                      {"metadata": {"annotations": {"reindex.bunko.dev/requested": "again"}}})
+        _reports_where(cluster, lambda o: o.get("status", {}).get("reindexRequested") == "again", "queued again")
+        run_worker(rt.settings, make_processor(rt), worker_id="test", drain=True, sessions=rt.sessions)
+        c = _reports_where(cluster, lambda o: o.get("status", {}).get("reindexedFor") == "again", "the failure")
+        failed = _condition(c, "Reindexed")
+        assert (failed["status"], failed["reason"]) == ("False", "ReindexFailed")
+        assert "runs no reindex jobs" in failed["message"] and c["status"]["phase"] == "Ready"
+        assert c["status"]["vectorCollection"] == row.vector_collection
+        assert rt.vectors.count(row.vector_collection, "doc1") == 1
     assert runner.exception is None
 
 

@@ -98,3 +98,45 @@ def test_a_document_deleted_during_the_rebuild_does_not_come_back(legacy):
     after = get_collection(legacy, "old")
     assert legacy.vectors.count(after.vector_collection, doc_id) == 0
     assert report.documents == 0
+
+
+def test_a_queued_reindex_job_is_run_by_a_worker(legacy, monkeypatch):
+    """What the operator's annotation does: a collection-level job that a worker claims and runs
+    under the same queue as the documents; asking again while it waits queues nothing more."""
+    from bunko.ingest import jobs
+    from bunko.ingest.reindex import make_reindexer
+    from bunko.store.db import Job
+
+    monkeypatch.setattr(pipeline, "extract_document", lambda *_a, **_k: pytest.fail("extracted again"))
+    before = get_collection(legacy, "old")
+    with legacy.sessions.begin() as s:
+        first = jobs.enqueue_reindex(s, before.id).id
+    with legacy.sessions.begin() as s:
+        assert jobs.enqueue_reindex(s, before.id).id == first
+    handled = run_worker(legacy.settings, make_processor(legacy), reindex=make_reindexer(legacy),
+                         worker_id="test", drain=True, sessions=legacy.sessions)
+    assert handled == 1
+    with legacy.sessions() as s:
+        job = s.get(Job, first)
+        assert (job.status, job.kind, job.document_id) == ("done", "reindex", None)
+    after = get_collection(legacy, "old")
+    assert collection_config(after).index_version == INDEX_VERSION
+    assert after.vector_collection != before.vector_collection
+    assert legacy.vectors.count(after.vector_collection) > 0
+    assert _top_page(legacy, "old") == 3
+    with legacy.sessions.begin() as s:  # done: a new request is a new job
+        assert jobs.enqueue_reindex(s, before.id).id != first
+
+
+def test_a_worker_without_a_reindexer_fails_the_job_and_says_why(legacy):
+    from bunko.ingest import jobs
+    from bunko.store.db import Job
+
+    coll = get_collection(legacy, "old")
+    with legacy.sessions.begin() as s:
+        job_id = jobs.enqueue_reindex(s, coll.id).id
+    run_worker(legacy.settings, make_processor(legacy), worker_id="test", drain=True, sessions=legacy.sessions)
+    with legacy.sessions() as s:
+        job = s.get(Job, job_id)
+        assert job.status == "failed" and "runs no reindex jobs" in (job.last_error or "")
+    assert collection_config(get_collection(legacy, "old")).index_version == LEGACY_INDEX_VERSION
