@@ -24,7 +24,6 @@ from bunko.collections import get_collection
 from bunko.domain import DocumentStatus, Principal, Role, Visibility
 from bunko.errors import DuplicateDocument, InvalidInput, NotFound
 from bunko.ingest import jobs
-from bunko.ingest.validate import validate_pdf
 from bunko.store import keys
 from bunko.store.db import Chunk, Document, Job, Page, PiiFinding, new_id
 from bunko.store.objects import delete_document_objects
@@ -57,6 +56,10 @@ def submit_document(
     visibility, roles = validate_visibility(visibility, allowed_roles)
     tag_list = _check_tags(tags)
     coll = get_collection(rt, collection)
+    # Here, not at the top: the operator re-queues documents through this module and never opens a
+    # PDF (its image has no PDF engine).
+    from bunko.ingest.validate import validate_pdf
+
     info = validate_pdf(path, max_bytes=rt.settings.max_upload_bytes, max_pages=rt.settings.max_pages,
                         sandbox=rt.settings.sandbox)
     _refuse_duplicate(rt, coll.id, info.sha256, filename, uploader)

@@ -26,10 +26,11 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from sudachipy import Dictionary, SplitMode
-from sudachipy import Tokenizer as SudachiTokenizer
+if TYPE_CHECKING:
+    from sudachipy import Dictionary
+    from sudachipy import Tokenizer as SudachiTokenizer
 
 # A run of ASCII word characters, with inner connectors that belong to codes and options
 # (``foo_bar``, ``v1.2.3``, ``--dry-run``, ``+deb12u1``, ``x86-64``). Leading ``-``/``+`` are part
@@ -124,10 +125,13 @@ def _bigrams(segment: str) -> list[str]:
 _dict_lock = threading.Lock()
 _dictionary: Dictionary | None = None
 _local = threading.local()
-_MODES = {"A": SplitMode.A, "B": SplitMode.B, "C": SplitMode.C}
 
 
 def _get_dictionary() -> Dictionary:
+    # Imported here, not at the top: the operator reads this module's analyzer names (through
+    # bunko.retrieve.recipe) but never tokenizes, and its image has no Sudachi dictionary (208 MB).
+    from sudachipy import Dictionary
+
     global _dictionary
     with _dict_lock:
         if _dictionary is None:
@@ -145,7 +149,9 @@ def _tokenizer(mode: Mode) -> SudachiTokenizer:
         # SudachiPy 0.7 names it tokenizer() (create() deprecated); 0.6, which GiNZA (the pii
         # extra) requires, has only create().
         make = getattr(d, "tokenizer", None) or d.create
-        tok = cache[mode] = make(mode=_MODES[mode])
+        from sudachipy import SplitMode
+
+        tok = cache[mode] = make(mode=getattr(SplitMode, mode))
     return tok
 
 

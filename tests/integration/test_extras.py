@@ -19,6 +19,7 @@ import time
 import tomllib
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -134,9 +135,11 @@ PROCESSES = {
             ["torch", "ray", "kopf", "milvus_lite", "sentence_transformers", "rapidocr", "fpdf"]),
     "worker": (["bunko.ingest.worker", "bunko.ingest.pipeline", "bunko.ingest.extract", "bunko.ingest.pdf"],
                ["worker", "--help"], ["torch", "ray", "kopf", "fastapi", "milvus_lite", "rapidocr"]),
-    "operator": (["bunko.operator.main", "bunko.operator.pipeline", "bunko.operator.collection",
-                  "bunko.ingest.reindex"], ["operator", "run", "--help"],
-                 ["torch", "ray", "fastapi", "milvus_lite", "sentence_transformers", "kubernetes"]),
+    # The operator queues reindexing for the workers: no text analysis, chunker or PDF engine.
+    "operator": (["bunko.operator.main", "bunko.operator.pipeline", "bunko.operator.collection"],
+                 ["operator", "run", "--help"],
+                 ["torch", "ray", "fastapi", "milvus_lite", "sentence_transformers", "kubernetes", "sudachipy",
+                  "sudachidict_core", "langchain_text_splitters", "pypdfium2", "PIL"]),
     "serving": (["bunko.serving.apps", "bunko.serving.embed", "bunko.serving.rerank", "bunko.serving.ocr",
                  "bunko.serving.llm", "bunko.serving.llm_transformers"], ["serving", "--help"],
                 ["kopf", "kubernetes", "milvus_lite", "celpy"]),
@@ -191,15 +194,18 @@ def test_the_api_venv_serves_requests(tmp_path, bunko_tree):
         proc.wait(timeout=30)
 
 
-def test_the_operator_venv_reconciles_a_pipeline(tmp_path, bunko_tree, cluster):
-    """Without the official Kubernetes client (not in bunko[operator]): kopf logs in with its own
-    kubeconfig reader, and bunko.operator.kube's lightkube calls create the RayService."""
+def test_the_operator_venv_reconciles_a_pipeline_and_a_collection(tmp_path, bunko_tree, cluster, milvus_server):
+    """Without the official Kubernetes client, Sudachi or a PDF engine (none is in bunko[operator]):
+    kopf logs in with its own kubeconfig reader, bunko.operator.kube's lightkube calls create the
+    RayService, and a DocumentCollection gets its Milvus collection (Milvus's C++ engine here) and
+    rows, and queues its reindex for the workers."""
     from tests.support.kube_cluster import wait_for
     from tests.support.operator import example
 
     python = make_venv(tmp_path / "venv-operator", "operator", bunko_tree)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BUNKO_", "PYTHON", "KUBERNETES_"))}
-    env.update(KUBECONFIG=str(cluster.kubeconfig), BUNKO_DATA_DIR=str(tmp_path / "data"))
+    env.update(KUBECONFIG=str(cluster.kubeconfig), BUNKO_DATA_DIR=str(tmp_path / "data"),
+               BUNKO_MILVUS_URI=milvus_server)
     proc = subprocess.Popen([str(python), "-P", "-c", CLI.format(args=["operator", "run", "--standalone"])],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -213,6 +219,25 @@ def test_the_operator_venv_reconciles_a_pipeline(tmp_path, bunko_tree, cluster):
             pytest.fail(f"the operator venv did not reconcile: {proc.communicate(timeout=30)[0][-4000:]}")
         assert rs["metadata"]["labels"]["bunko.dev/pipeline"] == "bunko-cpu"
         assert phase == "Deploying"  # planned and applied; no KubeRay here to report it running
+
+        coll = example("documentcollection.default.yaml")
+        coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
+        cluster.apply(coll)
+        name = coll["metadata"]["name"]
+
+        def collection_status(key: str) -> Any:
+            return ((cluster.get("DocumentCollection", name) or {}).get("status") or {}).get(key)
+
+        try:
+            assert wait_for(lambda: collection_status("phase") in ("Ready", "Failed") and collection_status("phase"),
+                            timeout=90, what="the collection's phase") == "Ready"
+            cluster.patch("DocumentCollection", name,
+                          {"metadata": {"annotations": {"reindex.bunko.dev/requested": "1"}}})
+            wait_for(lambda: collection_status("reindexJob"), timeout=60, what="the reindex job")
+        except AssertionError as exc:
+            proc.terminate()
+            pytest.fail(f"{exc}: {collection_status('conditions')} {proc.communicate(timeout=30)[0][-4000:]}")
+        assert collection_status("phase") == "Reindexing"
     finally:
         if proc.poll() is None:
             proc.terminate()
