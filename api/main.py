@@ -107,15 +107,15 @@ def _ensure_default_collection(rt: object) -> None:
 
 
 def _start_worker(rt: object, stop: threading.Event) -> threading.Thread:
+    from bunko.ingest.collection_jobs import collection_handlers
     from bunko.ingest.pipeline import make_processor
-    from bunko.ingest.reindex import make_reindexer
     from bunko.ingest.worker import run_worker
     from bunko.runtime import Runtime
 
     assert isinstance(rt, Runtime)
     thread = threading.Thread(
         target=run_worker, args=(rt.settings, make_processor(rt)),
-        kwargs={"reindex": make_reindexer(rt), "stop": stop, "worker_id": f"api-{os.getpid()}",
+        kwargs={"handlers": collection_handlers(rt), "stop": stop, "worker_id": f"api-{os.getpid()}",
                 "sessions": rt.sessions},
         name="bunko-worker", daemon=True,
     )

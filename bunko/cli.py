@@ -185,13 +185,13 @@ def _progress_bars(rt: Any, submitted: list[tuple[str, str]], worker: threading.
 
 
 def _process_with_progress(rt: Any, submitted: list[tuple[str, str]]) -> None:
+    from bunko.ingest.collection_jobs import collection_handlers
     from bunko.ingest.pipeline import make_processor
-    from bunko.ingest.reindex import make_reindexer
     from bunko.ingest.worker import run_worker
 
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(rt.settings, make_processor(rt)),
-                              kwargs={"reindex": make_reindexer(rt), "stop": stop, "worker_id": "cli",
+                              kwargs={"handlers": collection_handlers(rt), "stop": stop, "worker_id": "cli",
                                       "sessions": rt.sessions}, daemon=True)
     worker.start()
     failed = 0
@@ -228,15 +228,15 @@ def status(collection: Annotated[str | None, typer.Option("--collection", "-c")]
 def worker(once: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False) -> None:
     """Run an ingestion worker: claim jobs from the database queue until stopped."""
     from bunko import tracing
+    from bunko.ingest.collection_jobs import collection_handlers
     from bunko.ingest.pipeline import make_processor
-    from bunko.ingest.reindex import make_reindexer
     from bunko.ingest.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tracing.configure("bunko-worker")  # before the runtime: its engines get instrumented
     rt = _runtime()
     with _errors():
-        run_worker(rt.settings, make_processor(rt), reindex=make_reindexer(rt), once=once, sessions=rt.sessions)
+        run_worker(rt.settings, make_processor(rt), handlers=collection_handlers(rt), once=once, sessions=rt.sessions)
 
 
 @app.command()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bunko.access import can_read_collection, validate_visibility
 from bunko.domain import Principal, Visibility
@@ -120,6 +121,7 @@ def create_collection(
     collection_id: str | None = None,
     embedding: tuple[str, int] | None = None,
     owner: dict[str, str] | None = None,
+    vectors: bool = True,
 ) -> Collection:
     """Create a collection: its vector collection, its marker object, then its row.
 
@@ -127,6 +129,8 @@ def create_collection(
     operator passes the row id (the custom resource's uid), the ``embedding`` model id and
     dimension its Pipeline serves (otherwise this process's embedder decides) and ``owner``: with it a
     marker object (``bunko.store.keys.collection_marker``) says which resource owns the prefix.
+    ``vectors=False`` (the operator, which has no vector-store client) leaves the vector collection
+    to the first document a worker indexes (``bunko.ingest.pipeline.index_chunks``).
     """
     if not NAME_RE.match(name):
         raise InvalidInput(
@@ -142,7 +146,8 @@ def create_collection(
     cid = collection_id or new_id()
     vname = vector_collection_name(name)
     # The vector collection first: if it fails, no row claims a collection that cannot be searched.
-    rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
+    if vectors:
+        rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
     if owner:
         rt.objects.put(keys.collection_marker(cid), json.dumps({"name": name, "id": cid, **owner}).encode(),
                        content_type="application/json")
@@ -168,13 +173,21 @@ def create_collection(
     return coll
 
 
-def delete_collection(rt: Runtime, collection_id: str, *, vector_collection: str) -> None:
+def delete_collection(
+    rt: Runtime, collection_id: str, *, vector_collection: str,
+    queue_drop: Callable[[Session, str], object] | None = None,
+) -> None:
     """Remove a collection everywhere: its vectors, every document's objects, its uploads folder,
-    its rows and its cached answers. Safe to run again after a failure anywhere in the middle."""
+    its rows and its cached answers. Safe to run again after a failure anywhere in the middle.
+
+    ``queue_drop`` (the operator, which has no vector-store client): instead of dropping the vector
+    collection now, called in the transaction that deletes the rows, to queue the drop for the
+    workers; no query finds the collection from then on either."""
     with rt.sessions() as s:
         docs = s.execute(select(Document.id, Document.raw_key).where(Document.collection_id == collection_id)).all()
     # Vectors first: from then on no answer can cite these documents, whatever fails next.
-    rt.vectors.drop(vector_collection)
+    if queue_drop is None:
+        rt.vectors.drop(vector_collection)
     for doc_id, raw_key in docs:
         delete_document_objects(rt.objects, collection_id, doc_id, raw_key=raw_key)
     rt.objects.delete_prefix(keys.collection_prefix(collection_id))
@@ -184,6 +197,8 @@ def delete_collection(rt: Runtime, collection_id: str, *, vector_collection: str
             s.execute(delete(model).where(model.document_id.in_(doc_ids)))  # type: ignore[attr-defined]
         s.execute(delete(Document).where(Document.collection_id == collection_id))
         s.execute(delete(Collection).where(Collection.id == collection_id))
+        if queue_drop is not None:
+            queue_drop(s, vector_collection)
     rt.cache.bump(f"collection:{collection_id}")
 
 

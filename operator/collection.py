@@ -1,4 +1,5 @@
-"""DocumentCollection → Milvus collection + object prefix + database row; removed behind a finalizer.
+"""DocumentCollection → database row + object prefix (+ the Milvus collection the workers make); removed
+behind a finalizer.
 
 Thin wiring over ``collection_data``: validate, resolve the Pipeline's embedding model (its
 dimension comes from the catalogue), reconcile the stores, report status, Events and metrics.
@@ -132,7 +133,9 @@ def reconcile(
 
         gen = generation_of(body)
         conditions = [
-            condition("Ready", True, "Ready", f"vector collection {out.vector_collection} is ready", generation=gen)
+            condition("Ready", True, "Ready",
+                      f"database row and object prefix ready; the first document indexed creates vector "
+                      f"collection {out.vector_collection}", generation=gen)
         ]
         phase = "Ready"
         if out.action == "reindex-required":
@@ -162,8 +165,8 @@ def reconcile(
             kopf.info(
                 body,
                 reason="Created",
-                message=f"vector collection {out.vector_collection} ({dim} dims, {cfg.index_type}), "
-                f"database row and object prefix created",
+                message=f"database row and object prefix created; vector collection {out.vector_collection} "
+                f"({dim} dims, {cfg.index_type}) comes with the first document indexed",
             )
         metrics.COLLECTION_DOCUMENTS.labels(namespace, name).set(docs)
         desired: dict[str, Any] = {
@@ -319,4 +322,4 @@ def delete_collection(
                 condition("Ready", False, "StoreUnavailable", f"waiting to delete: {exc.message}")]})
             raise kopf.TemporaryError(exc.message, delay=RETRY_DELAY_S) from exc
     if removed:
-        kopf.info(body, reason="Deleted", message="vectors, objects and database rows removed")
+        kopf.info(body, reason="Deleted", message="objects and database rows removed; a worker drops the vectors")

@@ -5,10 +5,15 @@ in the middle (the handler retries them). Creating and deleting are the core's
 (``bunko.collections``); what is the operator's own is deciding which, from the spec. The database
 row's id is the custom resource's uid (without dashes), so the row says which object owns it
 without any extra bookkeeping.
+
+The operator never talks to Milvus (its image has no vector-store client): the first document a
+worker indexes creates the vector collection the row names, and a vector collection that a
+rebuild or a deletion leaves behind is dropped by a worker, from a job queued here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -96,7 +101,7 @@ def reconcile(
     if row is None:
         create_collection(rt, name, description=description, config=cfg, visibility=visibility,
                           allowed_roles=roles, pipeline=pipeline, collection_id=cid, embedding=(model, dim),
-                          owner={"uid": uid})
+                          owner={"uid": uid}, vectors=False)
         return Outcome("created", cid, vname)
 
     why = stale_because(row, model, dim, cfg)
@@ -109,28 +114,39 @@ def reconcile(
         old = parse_config(row.config)
         kept = {f: getattr(old, f) for f in CHUNKING_FIELDS + INDEX_FIELDS}
         _update_row(rt, cid, config=cfg.model_copy(update=kept).model_dump(), **fields)
-        rt.vectors.ensure_collection(
-            vname, row.embedding_dim, index_type=old.index_type, index_params=old.index_params()
-        )
         requeued = requeue_documents(rt, cid) if pii_change else 0
-        return Outcome("reindex-required", cid, vname, why + pii_change, requeued)
+        return Outcome("reindex-required", cid, row.vector_collection, why + pii_change, requeued)
     if why:
-        rebuild = any(not w.startswith(CHUNKING_FIELDS) for w in why)
-        if rebuild:
-            rt.vectors.drop(vname)
-        rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
+        vectors = row.vector_collection
+        if any(not w.startswith(CHUNKING_FIELDS) for w in why):
+            # New vectors (another model, dimension or index) go into a new vector collection, which
+            # the first re-processed document creates; the old one is dropped by a worker.
+            vectors = rebuilt_name(name, model, dim, cfg)
         requeued = requeue_documents(rt, cid)
         # The row last: until it says the new model, a retry finds the work still to do.
+        with rt.sessions.begin() as s:
+            current = s.get(Collection, cid)
+            if current is None:
+                raise NotFound(f"collection row {cid} vanished while being reconciled")
+            if vectors != current.vector_collection:
+                jobs.enqueue_drop_vectors(s, current.vector_collection, delay_s=rt.settings.jobs.lease_s)
+            current.vector_collection = vectors
         _update_row(rt, cid, config=cfg.model_dump(), embedding_model=model, embedding_dim=dim, **fields)
         rt.cache.bump(f"collection:{cid}")
-        return Outcome("reindexing", cid, vname, why + pii_change, requeued)
-    rt.vectors.ensure_collection(vname, dim, index_type=cfg.index_type, index_params=cfg.index_params())
+        return Outcome("reindexing", cid, vectors, why + pii_change, requeued)
     changed = _update_row(rt, cid, config=cfg.model_dump(), **fields)
     if changed:
         rt.cache.bump(f"collection:{cid}")
     if pii_change:
-        return Outcome("reindexing", cid, vname, pii_change, requeue_documents(rt, cid))
-    return Outcome("updated" if changed else "unchanged", cid, vname)
+        return Outcome("reindexing", cid, row.vector_collection, pii_change, requeue_documents(rt, cid))
+    return Outcome("updated" if changed else "unchanged", cid, row.vector_collection)
+
+
+def rebuilt_name(name: str, model: str, dim: int, cfg: CollectionConfig) -> str:
+    """The vector collection for ``name`` built with this model and dense index: the same inputs
+    give the same name, so a reconcile that is retried half way finishes the same rebuild."""
+    recipe = f"{model}|{dim}|{cfg.index_type}|{sorted(cfg.index_params().items())}"
+    return f"{vector_collection_name(name)}__m{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
 
 
 def _update_row(rt: Runtime, cid: str, **values: Any) -> bool:
@@ -220,6 +236,12 @@ def remove(rt: Runtime, *, name: str, uid: str) -> bool:
         row = s.scalar(select(Collection).where(Collection.name == name))
         if row is not None and row.id != cid:
             return False  # someone else's collection of the same name: not ours to delete
-    # A retry after the row went finds the vectors by the name alone.
-    delete_collection(rt, cid, vector_collection=row.vector_collection if row is not None else vname)
-    return row is not None
+    if row is None:
+        # Gone already, or never made: a create that died before its row can have left the marker
+        # object, and no vectors (only workers make those, for a row's documents).
+        delete_collection(rt, cid, vector_collection=vname, queue_drop=lambda _s, _vectors: None)
+        return False
+    delete_collection(rt, cid, vector_collection=row.vector_collection,
+                      queue_drop=lambda s, vectors: jobs.enqueue_drop_vectors(s, vectors,
+                                                                              delay_s=rt.settings.jobs.lease_s))
+    return True

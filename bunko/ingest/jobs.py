@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 _SQLITE_CAS_TRIES = 8
 
 
-# A job's kind: one document through the ingest pipeline, or one collection's index rebuilt.
-INGEST, REINDEX = "ingest", "reindex"
+# A job's kind: one document through the ingest pipeline, one collection's index rebuilt, or a
+# vector collection that no collection uses any more dropped.
+INGEST, REINDEX, DROP_VECTORS = "ingest", "reindex", "drop_vectors"
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,16 @@ class ClaimedJob:
     lease_expires_at: datetime
     trace_context: str | None = None  # the traceparent of the request that queued it
     collection_id: str | None = None  # a collection's job (kind reindex)
+    vector_collection: str | None = None  # kind drop_vectors
 
     @property
     def target(self) -> str:
-        """What the job works on: the document's id, or the collection's."""
-        return self.collection_id if self.kind == REINDEX and self.collection_id else str(self.document_id)
+        """What the job works on: the document's id, the collection's, or the vector collection's name."""
+        if self.kind == REINDEX and self.collection_id:
+            return self.collection_id
+        if self.kind == DROP_VECTORS and self.vector_collection:
+            return self.vector_collection
+        return str(self.document_id)
 
 
 # The caller's session factory (``Runtime.sessions``, or one the worker makes from its settings):
@@ -98,6 +104,19 @@ def enqueue_reindex(session: Session, collection_id: str) -> Job:
         return pending
     job = Job(collection_id=collection_id, kind=REINDEX, status=JobStatus.queued.value, attempts=0,
               run_after=utcnow(), trace_context=tracing.current_traceparent())
+    session.add(job)
+    session.flush()
+    return job
+
+
+def enqueue_drop_vectors(session: Session, vector_collection: str, *, delay_s: float) -> Job:
+    """Queue the drop of a vector collection no collection uses any more (deleted, or rebuilt under
+    a new name). ``delay_s``: at least a lease, so that a worker still indexing a document of it
+    loses its lease (its job row went with the collection) before the drop, and cannot write the
+    collection back after it."""
+    job = Job(vector_collection=vector_collection, kind=DROP_VECTORS, status=JobStatus.queued.value,
+              attempts=0, run_after=utcnow() + timedelta(seconds=delay_s),
+              trace_context=tracing.current_traceparent())
     session.add(job)
     session.flush()
     return job
@@ -175,7 +194,7 @@ def _claim_skip_locked(sessions: Sessions, worker_id: str, lease_s: float) -> Cl
         job.attempts = job.attempts + 1
         job.updated_at = now
         return ClaimedJob(job.id, job.document_id, job.kind, job.attempts, worker_id, expires, job.trace_context,
-                          job.collection_id)
+                          job.collection_id, job.vector_collection)
 
 
 def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -> ClaimedJob | None:
@@ -187,7 +206,7 @@ def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -
         with engine.connect() as conn:
             row = conn.execute(
                 select(Job.id, Job.document_id, Job.kind, Job.status, Job.attempts, Job.trace_context,
-                       Job.collection_id)
+                       Job.collection_id, Job.vector_collection)
                 .where(_claimable(now)).order_by(Job.run_after, Job.id).limit(1)
             ).first()
         if row is None:
@@ -202,13 +221,13 @@ def _claim_compare_and_set(sessions: Sessions, worker_id: str, lease_s: float) -
             )
         if result.rowcount == 1:
             return ClaimedJob(row.id, row.document_id, row.kind, row.attempts + 1, worker_id, expires,
-                              row.trace_context, row.collection_id)
+                              row.trace_context, row.collection_id, row.vector_collection)
         # Someone else won this one; look again.
     return None
 
 
 def _fail_worker_lost(sessions: Sessions, job: ClaimedJob, max_attempts: int) -> None:
-    what = "this document" if job.kind != REINDEX else "this collection's reindex"
+    what = {REINDEX: "this collection's reindex", DROP_VECTORS: "this drop"}.get(job.kind, "this document")
     message = (f"the worker processing {what} stopped (killed or crashed) on each of "
                f"{max_attempts} attempts; it may exceed the worker's memory or time limits")
     log.error("job.failed job=%s %s=%s reason=worker_lost attempts=%s",

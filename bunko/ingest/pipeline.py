@@ -228,8 +228,16 @@ def index_chunks(rt: Runtime, doc: Document, collection_id: str, vector_collecti
         )
         for d, vec in zip(drafts, vectors, strict=True)
     ]
-    # Delete-then-upsert: a re-run that yields fewer chunks must not leave the old tail behind.
-    rt.vectors.delete_document(vector_collection, doc.id)
+    # The first document indexed creates the vector collection: the operator leaves the vector store
+    # to the workers (a collection it made has a row and no vectors yet). Its dimension is the
+    # embedder's, which made ``vectors``.
+    if vectors:
+        rt.vectors.ensure_collection(vector_collection, len(vectors[0]), index_type=cfg.index_type,
+                                     index_params=cfg.index_params())
+    # Delete-then-upsert: a re-run that yields fewer chunks must not leave the old tail behind (and
+    # with no chunks, a collection not made yet has nothing to clear).
+    if vectors or rt.vectors.has(vector_collection):
+        rt.vectors.delete_document(vector_collection, doc.id)
     if rows:
         rt.vectors.upsert(vector_collection, rows)
     with rt.sessions.begin() as s:

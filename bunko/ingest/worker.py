@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -128,7 +128,7 @@ def run_worker(
     settings: Settings,
     process: Process,
     *,
-    reindex: Process | None = None,
+    handlers: Mapping[str, Process] | None = None,
     worker_id: str | None = None,
     stop: threading.Event | None = None,
     once: bool = False,
@@ -140,8 +140,9 @@ def run_worker(
     ``sessions``: the process's session factory (``Runtime.sessions``); by default one for
     ``settings``' database.
 
-    ``process`` runs the ingest jobs, ``reindex`` a collection's reindex job (queued by the operator);
-    a worker without ``reindex`` fails such a job with a message that says so.
+    ``process`` runs the ingest jobs; ``handlers`` the other kinds by name (the collection-level jobs
+    the operator queues, bunko.ingest.collection_jobs). A job of a kind the worker has no handler
+    for fails with a message that says so.
 
     ``once``: handle at most one job, then return (returns at once if none is ready).
     ``drain``: return as soon as no job is ready (delayed retries still in backoff are not waited for).
@@ -170,8 +171,8 @@ def run_worker(
                 stop.wait(policy.poll_s)
                 continue
             try:
-                _run_job(policy, sessions, job, reindex if job.kind == jobs.REINDEX else process, stop,
-                         liveness)
+                handler = process if job.kind == jobs.INGEST else (handlers or {}).get(job.kind)
+                _run_job(policy, sessions, job, handler, stop, liveness)
             except SQLAlchemyError as e:
                 # The outcome could not be recorded; the lease runs out and the job is retried.
                 _event(logging.ERROR, "worker.record_error", worker=worker_id, job=job.id,
@@ -191,7 +192,7 @@ def run_worker(
 
 def _run_job(policy: JobPolicy, sessions: jobs.Sessions, job: jobs.ClaimedJob, process: Process | None,
              stop: threading.Event, liveness: Liveness) -> None:
-    target = "collection" if job.kind == jobs.REINDEX else "document"
+    target = {jobs.REINDEX: "collection", jobs.DROP_VECTORS: "vector_collection"}.get(job.kind, "document")
     fields = {"job": job.id, "kind": job.kind, target: job.target, "attempt": job.attempts,
               "worker": job.worker_id}
     _event(logging.INFO, "job.start", **fields)

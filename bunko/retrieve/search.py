@@ -112,6 +112,10 @@ def search(
     params: SearchParams | None = None,
 ) -> SearchResult:
     params = params or SearchParams()
+    if not vectors.has(collection_name):
+        # A collection the operator made, whose first document no worker has indexed yet (the
+        # first one creates its vector collection): nothing to find, for anyone.
+        return SearchResult([], False, not_covered=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with tracing.span("embed", **{"bunko.texts": 1}):

@@ -211,13 +211,15 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
-    # A job is about one document (kind "ingest") or one whole collection (kind "reindex").
+    # A job is about one document (kind "ingest"), one whole collection (kind "reindex") or one
+    # vector collection left behind by a deleted or rebuilt collection (kind "drop_vectors").
     document_id: Mapped[str | None] = mapped_column(
         ForeignKey("documents.id", ondelete="CASCADE"), index=True, nullable=True
     )
     collection_id: Mapped[str | None] = mapped_column(
         ForeignKey("collections.id", ondelete="CASCADE"), index=True, nullable=True
     )
+    vector_collection: Mapped[str | None] = mapped_column(String(255), nullable=True)
     kind: Mapped[str] = mapped_column(String(32), default="ingest")
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

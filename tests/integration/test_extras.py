@@ -135,11 +135,13 @@ PROCESSES = {
             ["torch", "ray", "kopf", "milvus_lite", "sentence_transformers", "rapidocr", "fpdf"]),
     "worker": (["bunko.ingest.worker", "bunko.ingest.pipeline", "bunko.ingest.extract", "bunko.ingest.pdf"],
                ["worker", "--help"], ["torch", "ray", "kopf", "fastapi", "milvus_lite", "rapidocr"]),
-    # The operator queues reindexing for the workers: no text analysis, chunker or PDF engine.
+    # The operator leaves reindexing and the vector store to the workers: no text analysis, chunker,
+    # PDF engine or Milvus client.
     "operator": (["bunko.operator.main", "bunko.operator.pipeline", "bunko.operator.collection"],
                  ["operator", "run", "--help"],
                  ["torch", "ray", "fastapi", "milvus_lite", "sentence_transformers", "kubernetes", "sudachipy",
-                  "sudachidict_core", "langchain_text_splitters", "pypdfium2", "PIL"]),
+                  "sudachidict_core", "langchain_text_splitters", "pypdfium2", "PIL", "pymilvus", "numpy",
+                  "pandas", "grpc"]),
     "serving": (["bunko.serving.apps", "bunko.serving.embed", "bunko.serving.rerank", "bunko.serving.ocr",
                  "bunko.serving.llm", "bunko.serving.llm_transformers"], ["serving", "--help"],
                 ["kopf", "kubernetes", "milvus_lite", "celpy"]),
@@ -194,18 +196,17 @@ def test_the_api_venv_serves_requests(tmp_path, bunko_tree):
         proc.wait(timeout=30)
 
 
-def test_the_operator_venv_reconciles_a_pipeline_and_a_collection(tmp_path, bunko_tree, cluster, milvus_server):
-    """Without the official Kubernetes client, Sudachi or a PDF engine (none is in bunko[operator]):
-    kopf logs in with its own kubeconfig reader, bunko.operator.kube's lightkube calls create the
-    RayService, and a DocumentCollection gets its Milvus collection (Milvus's C++ engine here) and
-    rows, and queues its reindex for the workers."""
+def test_the_operator_venv_reconciles_a_pipeline_and_a_collection(tmp_path, bunko_tree, cluster):
+    """Without the official Kubernetes client, Sudachi, a PDF engine or Milvus's client (none is in
+    bunko[operator]): kopf logs in with its own kubeconfig reader, bunko.operator.kube's lightkube
+    calls create the RayService, and a DocumentCollection gets its rows and object prefix, and
+    queues its reindex for the workers."""
     from tests.support.kube_cluster import wait_for
     from tests.support.operator import example
 
     python = make_venv(tmp_path / "venv-operator", "operator", bunko_tree)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BUNKO_", "PYTHON", "KUBERNETES_"))}
-    env.update(KUBECONFIG=str(cluster.kubeconfig), BUNKO_DATA_DIR=str(tmp_path / "data"),
-               BUNKO_MILVUS_URI=milvus_server)
+    env.update(KUBECONFIG=str(cluster.kubeconfig), BUNKO_DATA_DIR=str(tmp_path / "data"))
     proc = subprocess.Popen([str(python), "-P", "-c", CLI.format(args=["operator", "run", "--standalone"])],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

