@@ -211,3 +211,24 @@ def test_the_operator_image_reconciles_a_pipeline_against_kmock(cluster, contain
     status = op.wait_for(lambda: (cluster.get("Pipeline", name) or {}).get("status", {}).get("observedGeneration"),
                          60, "the Pipeline's status")
     assert status == 1
+    # A DocumentCollection too: its rows (SQLite under /tmp here), with no Milvus client in the image.
+    coll = example("documentcollection.default.yaml")
+    coll["spec"]["pipelineRef"]["name"] = name
+    cluster.apply(coll)
+    phase = op.wait_for(
+        lambda: ((cluster.get("DocumentCollection", coll["metadata"]["name"]) or {}).get("status") or {}).get("phase"),
+        60, "the DocumentCollection's phase")
+    assert phase == "Ready", cluster.get("DocumentCollection", coll["metadata"]["name"])
+
+
+def test_the_operator_image_holds_only_what_the_operator_imports():
+    """No Milvus client, Sudachi dictionary, PDF engine or official Kubernetes client: those are the
+    workers' and the api's (pyproject's extras); 300 MB is the budget an operator image gets."""
+    size = int(subprocess.run([PODMAN, "image", "inspect", "--format", "{{.Size}}", image("operator")],
+                              capture_output=True, text=True, check=True).stdout)
+    assert size <= 300_000_000, f"the operator image weighs {size / 1e6:.0f} MB"
+    absent = ["pymilvus", "pandas", "numpy", "sudachipy", "sudachidict_core", "pypdfium2", "kubernetes", "torch"]
+    check = f"import importlib.util as u; print([m for m in {absent!r} if u.find_spec(m)])"
+    out = subprocess.run([PODMAN, "run", "--rm", "--entrypoint", "python", image("operator"), "-c", check],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
