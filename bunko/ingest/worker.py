@@ -38,8 +38,8 @@ from bunko.store.db import session_factory
 
 log = logging.getLogger(__name__)
 
-# Runs one job on its target (a document's id; a collection's for a reindex), calling the
-# heartbeat between steps.
+# Runs one job on its target (jobs.ClaimedJob.target: a document's id, a collection's, or a vector
+# collection's name), calling the heartbeat between steps.
 Process = Callable[[str, Heartbeat], None]
 
 # Errors that say the document cannot succeed however often it is retried.
