@@ -270,8 +270,8 @@ def follow_reindex(
     if state is None or state.status in ("queued", "running"):
         return
     requested = str(status["reindexRequested"])
-    if state.status == "failed":
-        message = f"the reindex failed; the previous index keeps answering: {state.error}"
+    if state.status != "done":  # failed, or its job row is gone: not a rebuild to report as made
+        message = f"the reindex failed; the previous index keeps answering: {state.error or 'its job is gone'}"
         kopf.warn(body, reason="ReindexFailed", message=message)
         cond = condition("Reindexed", False, "ReindexFailed", message, generation=generation_of(body))
     else:
