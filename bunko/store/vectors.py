@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -520,6 +520,34 @@ class VectorStore:
                        if weights[1] > 0 else [])
         return dense_hits, sparse_hits
 
+    def dense_scores(self, name: str, dense: np.ndarray, chunk_ids: Sequence[str], *,
+                     filter_expr: str) -> dict[str, float]:
+        """The cosine of ``dense`` with each of ``chunk_ids`` that ``filter_expr`` admits, read from
+        the stored vectors (exact whatever the index): the dense score of a chunk only BM25 found."""
+        if not chunk_ids:
+            return {}
+        expr = _and(filter_expr, f"chunk_id in [{', '.join(quote(c) for c in chunk_ids)}]")
+        rows = self._run("query", lambda: self._client.query(
+            name, filter=expr, output_fields=["chunk_id", "dense"], limit=len(chunk_ids),
+        ), collection=name)
+        q = np.asarray(dense, dtype=np.float32).reshape(-1)
+        q = q / (float(np.linalg.norm(q)) or 1.0)
+        out: dict[str, float] = {}
+        for row in rows:
+            v = np.asarray(row["dense"], dtype=np.float32)
+            out[str(row["chunk_id"])] = float(v @ q) / (float(np.linalg.norm(v)) or 1.0)
+        return out
+
+    def bm25_scores(self, name: str, query_tokens: str, chunk_ids: Sequence[str], *,
+                    filter_expr: str) -> dict[str, float]:
+        """The BM25 score of each of ``chunk_ids`` that ``filter_expr`` admits and that holds a
+        query term (the others score 0): the BM25 score of a chunk only the dense leg found."""
+        if not chunk_ids:
+            return {}
+        expr = _and(filter_expr, f"chunk_id in [{', '.join(quote(c) for c in chunk_ids)}]")
+        hits = self.search_bm25(name, query_tokens, filter_expr=expr, limit=len(chunk_ids))
+        return {h.chunk_id: h.score for h in hits}
+
     def search_dense(
         self, name: str, dense: np.ndarray, *, filter_expr: str, limit: int = 20,
         search_params: DenseIndex | None = None,
@@ -547,7 +575,12 @@ class VectorStore:
             if _is_empty_bm25(exc):
                 return []  # no rows to score (see hybrid_search)
             raise
-        return _hits(res[0] if res else [])
+        hits = _hits(res[0] if res else [])
+        if hits and all(h.score <= 0 for h in hits):
+            # Milvus Lite reports BM25 as a distance (the score negated, best first); the C++
+            # engine reports the score. BM25 with Lucene's idf is never negative, so this is Lite's.
+            hits = [replace(h, score=-h.score) for h in hits]
+        return hits
 
     def _bm25(self, name: str, query_tokens: str, filter_expr: str, limit: int) -> Any:
         return self._run("search", lambda: self._client.search(
@@ -588,6 +621,10 @@ def _hits(rows: Any) -> list[Hit]:
 
 # The escapes Milvus's expression parser accepts (measured: it refuses \b, \xNN, \uNNNN, octal).
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _and(*exprs: str) -> str:
+    return " and ".join(f"({e})" for e in exprs if e)
 
 
 def quote(value: str) -> str:

@@ -116,6 +116,34 @@ def test_the_filter_applies_inside_both_legs(store):
     assert [h.document_id for h in mine] == ["secret"]
 
 
+def test_each_leg_scores_the_chunks_the_other_found_inside_the_filter(store):
+    # What search() asks before fusing: the cosine of BM25-only chunks, the BM25 score of
+    # dense-only ones, by chunk id, and never for a chunk the filter keeps from the asker.
+    rng = np.random.default_rng(5)
+    store.ensure_collection("legs", DIM)
+    # Filler so that both terms are rare (Milvus Lite's BM25 goes negative for a term in half the rows).
+    texts = ["型番 QZ-7781 の保証期間は三年です。", "保証の手続きは販売店で行います。", "関係のない段落です。",
+             *(f"別の話題の段落その{i}です。" for i in range(20))]
+    vecs = [unit(rng.normal(size=DIM)) for _ in texts]
+    mine = rows_for("m", texts, vecs)
+    secret = rows_for("s", ["型番 QZ-7781 の原価は社外秘です。"], [unit(rng.normal(size=DIM))],
+                      owner_id="alice", visibility="private")
+    store.upsert("legs", mine + secret)
+    q = unit(rng.normal(size=DIM))
+    expr = 'collection_id == "c1" and (visibility == "collection" or owner_id == "bob")'
+    ids = ["m-0", "m-1", "m-2", "s-0"]
+    cosines = store.dense_scores("legs", q, ids, filter_expr=expr)
+    assert set(cosines) == {"m-0", "m-1", "m-2"}
+    for i, cid in enumerate(["m-0", "m-1", "m-2"]):
+        assert cosines[cid] == pytest.approx(float(np.dot(q, vecs[i])), abs=1e-5)
+    bm25 = store.bm25_scores("legs", query_tokens("QZ-7781 保証"), ids, filter_expr=expr)
+    assert set(bm25) == {"m-0", "m-1"}  # m-2 holds no query term; s-0 is alice's
+    assert bm25["m-0"] > bm25["m-1"] > 0
+    # The same lookups as alice do reach her chunk.
+    assert "s-0" in store.bm25_scores("legs", query_tokens("QZ-7781"), ids, filter_expr='owner_id == "alice"')
+    assert store.dense_scores("legs", q, [], filter_expr=expr) == {}
+
+
 def test_hnsw_collections_search_too(request, store):
     if request.node.callspec.params["store"] == "server":
         pytest.skip("milvus-lite 2.5.1's binary runs Milvus in local mode, which builds only FLAT and IVF_FLAT; "
