@@ -46,7 +46,7 @@ from bunko.generate.extractive import extractive_answer
 from bunko.generate.prompts import NOT_FOUND_ANSWER, STOP_SEQUENCES, build_messages
 from bunko.retrieve import recipe as shipped
 from bunko.retrieve.context import build_context
-from bunko.retrieve.fusion import fuse
+from bunko.retrieve.fusion import completed, fuse
 from bunko.retrieve.query import prepare_query
 from bunko.retrieve.search import rerank
 from bunko.text.chunking import chunk_pages
@@ -135,6 +135,10 @@ class Recipe:
     # How pages are ranked from the fused passages: "best" (a page where its best passage is),
     # or by its passages' scores added up: "best+half" (the best and half the second), "top3".
     page_rank: str = "best"
+    depth: int = DEPTH  # candidates per leg
+    # Score every candidate of either leg on both legs (bunko.retrieve.fusion.completed).
+    complete: bool = shipped.COMPLETE_LEGS
+    norm: str = "minmax"  # per-leg normalisation before the weighted sum: "minmax" | "max" | "zscore"
 
 
 def shipped_recipe() -> Recipe:
@@ -144,14 +148,15 @@ def shipped_recipe() -> Recipe:
 def plain_recipe() -> Recipe:
     return Recipe("plain", chunker="windows", chunk_size=400, chunk_overlap=0,
                   analyzer=Analyzer(mode="C", bigrams=True), fusion="minmax", weights=(0.7, 0.3),
-                  keyword_shift=False, headers=False, furniture=False, navigation=False, refusal=False)
+                  keyword_shift=False, headers=False, furniture=False, navigation=False, refusal=False,
+                  complete=False)
 
 
 def legacy_recipe() -> Recipe:
     """Index version 1 as Bunko shipped it before this set existed (mode A, Milvus's fusion)."""
     v1 = shipped.INDEX_RECIPES[shipped.LEGACY_INDEX_VERSION]
     return Recipe("index v1 (before)", analyzer=v1.analyzer, fusion="milvus", furniture=v1.strip_furniture,
-                  refusal=False)
+                  refusal=False, complete=False)
 
 
 def variants(full: bool) -> list[Recipe]:
@@ -168,6 +173,11 @@ def variants(full: bool) -> list[Recipe]:
         replace(base, name="  no TOC demotion", navigation=False),
         replace(base, name="  pages by best + half the next", page_rank="best+half"),
         replace(base, name="  pages by their top 3 summed", page_rank="top3"),
+        replace(base, name="  legs as returned (not completed)", complete=False),
+        replace(base, name="  depth 50", depth=50),
+        replace(base, name="  depth 10", depth=10),
+        replace(base, name="  norm max", norm="max"),
+        replace(base, name="  norm z-score", norm="zscore"),
     ]
     for mode in ("A", "B", "C"):
         for bigrams in (False, True):
@@ -357,10 +367,17 @@ def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddi
             return Hit(chunk_id=str(i), document_id=c.doc, page_no=c.page_no, chunk_index=i,
                        text=c.text, score=score, kind=c.kind, section=c.section)
 
-        dense = [hit(i, float(cos[i])) for i in _top(cos, DEPTH)]
-        sparse = [hit(i, float(bm[i])) for i in _top(bm, DEPTH) if bm[i] > 0]
+        dense = [hit(i, float(cos[i])) for i in _top(cos, recipe.depth)]
+        sparse = [hit(i, float(bm[i])) for i in _top(bm, recipe.depth) if bm[i] > 0]
         weights = p.weights(recipe.weights) if recipe.keyword_shift else recipe.weights
-        hits = fuse(dense, sparse, weights, recipe.fusion)  # type: ignore[arg-type]
+        if recipe.complete:  # what the two lookups by chunk id return in bunko.retrieve.search
+            dense, sparse = completed(dense, sparse, cosines={h.chunk_id: float(cos[int(h.chunk_id)]) for h in sparse},
+                                      bm25={h.chunk_id: float(bm[int(h.chunk_id)]) for h in dense
+                                            if bm[int(h.chunk_id)] > 0})
+        if recipe.norm != "minmax":
+            hits = fuse_normalised(dense, sparse, weights, recipe.norm)
+        else:
+            hits = fuse(dense, sparse, weights, recipe.fusion)  # type: ignore[arg-type]
         if recipe.navigation:
             hits = [h for h in hits if not is_navigation(h.text)] + [h for h in hits if is_navigation(h.text)]
         if models.reranker is not None:  # as bunko.retrieve.search does: its threshold replaces refusal
@@ -382,6 +399,26 @@ def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddi
         correct = bool(q["keys"]) and all(squash(k) in squash(answer) for k in q["keys"])
         run.outcomes.append(Outcome(q["id"], q["kind"], rank, refused, correct, features))
     return run
+
+
+def fuse_normalised(dense: list[Hit], sparse: list[Hit], weights: tuple[float, float], how: str) -> list[Hit]:
+    """Weighted fusion after other per-leg normalisations than min-max: "max" (score / the leg's
+    best) or "zscore" (a chunk missing from a leg gets that leg's lowest z-score)."""
+    by_id = {h.chunk_id: h for h in (*dense, *sparse)}
+
+    def norm(leg: list[Hit]) -> dict[str, float]:
+        v = np.array([h.score for h in leg]) if leg else np.zeros(1)
+        if how == "max":
+            top = float(v.max())
+            return {h.chunk_id: h.score / top if top > 0 else 0.0 for h in leg}
+        sd = float(v.std()) or 1.0
+        return {h.chunk_id: (h.score - float(v.mean())) / sd for h in leg}
+
+    nd, ns = norm(dense), norm(sparse)
+    floor_d = min(nd.values(), default=0.0) if how == "zscore" else 0.0
+    floor_s = min(ns.values(), default=0.0) if how == "zscore" else 0.0
+    fused = {k: weights[0] * nd.get(k, floor_d) + weights[1] * ns.get(k, floor_s) for k in by_id}
+    return [replace(by_id[k], score=round(fused[k], 6)) for k in sorted(by_id, key=lambda k: (-fused[k], k))]
 
 
 def rank_pages(hits: list[Hit], how: str) -> list[tuple[str, int]]:

