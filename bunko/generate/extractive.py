@@ -35,8 +35,15 @@ _TERM_LINE_CHARS = 40
 _CONTINUATION_CHARS = 200
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\s*\|[\s:|-]+\|\s*$")
+_CODE_TERM = re.compile(r"^[-%+~?\\$@:.]?[A-Za-z0-9_-][\x21-\x7e]*(?:,? [\x21-\x7e]+)*$")
 _HIRAGANA = re.compile(r"^[\u3040-\u309f]+$")
 _PASSAGE_WEIGHT = 0.2
+# Layout wrapping: a passage whose widest line has at least this many characters, and a line of
+# at least this share of that width.
+_WRAP_MIN_WIDTH = 30
+_WRAP_SHARE = 0.7
+_JAPANESE_END = re.compile(r"[\u3041-\u30ff\u3400-\u9fff]$")
+_BLOCK_START = re.compile(r"^(?:[•・*\-#|$>]|\d+[.)]\s|[（(]\d+[)）])")
 _MAX_SENTENCE_CHARS = 300
 
 
@@ -53,14 +60,10 @@ class _Sentence:
 
 
 def _is_content(term: str) -> bool:
-    # A lone hiragana is grammar; a two-character term mixing hiragana with kanji is a bigram that
-    # straddles a particle ("州の", "の売") and would reward sentences for sharing a particle.
-    if len(term) == 1:
-        return not _HIRAGANA.match(term)
-    if len(term) == 2:
-        kana = sum(1 for ch in term if _HIRAGANA.match(ch))
-        return kana in (0, 2)
-    return True
+    # A lone hiragana is grammar. Two-character words that mix kana and kanji (長さ, 使う, 消す) are
+    # Sudachi's words and carry the question: dropping them (a rule from when bigrams were terms
+    # here) cost 5 points of answer accuracy on the real-documents set.
+    return len(term) > 1 or not _HIRAGANA.match(term)
 
 
 def _terms(text: str) -> frozenset[str]:
@@ -70,6 +73,32 @@ def _terms(text: str) -> frozenset[str]:
 def split_sentences(text: str) -> list[str]:
     """Sentences on 。！？ and line breaks; table rows come back as lines."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def rejoin_wrapped(text: str) -> str:
+    """Japanese prose that the page's layout wrapped ("GIMP が見つけ易い場所がどこかが問" /
+    "題になります。") back into one line, so that a sentence is not cut at a line end. A line is
+    taken as wrapped when it runs (nearly) to the passage's widest line and does not end a sentence
+    or announce what follows; short lines (a definition list's terms, commands) stay lines."""
+    lines = text.split("\n")
+    width = max((len(x.rstrip()) for x in lines), default=0)
+    if width < _WRAP_MIN_WIDTH:
+        return text
+    out: list[str] = []
+    joining = False
+    for line in lines:
+        stripped = line.strip()
+        if joining and not stripped:
+            continue  # some layouts print every wrapped line as its own paragraph
+        if joining and not _BLOCK_START.match(stripped):
+            out[-1] = out[-1].rstrip() + stripped
+        else:
+            out.append(line)
+        last = out[-1].rstrip()
+        # Cut mid-word: it ends in kana or kanji (a command or an English line never joins).
+        joining = (len(line.rstrip()) >= _WRAP_SHARE * width and _JAPANESE_END.search(last) is not None
+                   and not _TABLE_ROW.match(last) and not last.lstrip().startswith(("#", "$")))
+    return "\n".join(out)
 
 
 def _unwrapped(lines: list[str]) -> list[str]:
@@ -85,8 +114,16 @@ def _unwrapped(lines: list[str]) -> list[str]:
 
 
 def _is_term_line(line: str) -> bool:
+    # A shell command ("$ dpkg-buildpackage -us -uc") is what a lead-in announces, not a term that
+    # the sentence after it describes.
     return (len(line) <= _TERM_LINE_CHARS and not re.search(r"[。．.!?！？:：]$", line)
-            and not _TABLE_ROW.match(line) and not line.startswith("#") and not is_toc_line(line))
+            and not _TABLE_ROW.match(line) and not line.startswith(("#", "$ ")) and not is_toc_line(line))
+
+
+def _is_code_term(line: str) -> bool:
+    """A definition list's term written as code: an option, a format or a key ("-d, --dir",
+    "%q", "logbsize=value"); the line after it is its description, not something it announces."""
+    return len(line) <= _TERM_LINE_CHARS and _CODE_TERM.match(line) is not None
 
 
 def _announces(sentence: str) -> bool:
@@ -116,7 +153,7 @@ def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
     out: list[_Sentence] = []
     for rank, hit in enumerate(hits):
         header = ""
-        sentences = _unwrapped(split_sentences(hit.text))
+        sentences = _unwrapped(split_sentences(rejoin_wrapped(hit.text)))
         for pos, sentence in enumerate(sentences):
             # A heading names a section; the section's sentences are the answer.
             if _TABLE_RULE.match(sentence) or len(sentence) < 2 or is_toc_line(sentence) or sentence.startswith("#"):
@@ -132,7 +169,11 @@ def _candidates(hits: Sequence[Hit]) -> list[_Sentence]:
             # A table row is scored with its header: "九州の売上高" matches the row "| 九州 | 45 |"
             # only through the column name "売上高".
             terms = _terms(f"{row_header}\n{sentence}" if row_header else sentence)
-            follow = _continuation(sentences, pos) if _announces(sentence) else ""
+            # "%q" then "年の四半期 (1..4)": a short line after a code term describes it; it does not
+            # announce the next option.
+            described = (pos > 0 and not row_header and _is_code_term(sentences[pos - 1])
+                         and _is_term_line(sentence) and not _is_code_term(sentence))
+            follow = _continuation(sentences, pos) if _announces(sentence) and not described else ""
             term = (sentences[pos - 1] if pos and not follow and not row_header
                     and _is_term_line(sentences[pos - 1]) else "")
             out.append(_Sentence(sentence[:_MAX_SENTENCE_CHARS], terms, row_header, rank + 1, rank, pos, follow,

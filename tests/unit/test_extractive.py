@@ -119,3 +119,48 @@ def test_a_description_brings_the_term_it_describes():
             "-c\n現在実行中のシャットダウンをキャンセルする。")
     answer = extractive_answer("実行中のシャットダウンを取り消すには？", [_hit(1, text)], max_sentences=1)
     assert answer == "-c 現在実行中のシャットダウンをキャンセルする。 [文書1]"
+
+
+def test_a_short_description_after_its_code_term_is_not_taken_for_a_lead_in():
+    # manpages-ja's date(1): "%q" above "年の四半期 (1..4)", which has no sentence end either; it
+    # is the description of the term above it, not a term announcing the next option.
+    text = "%p\nAM または PM のロケールでの表示\n%q\n年の四半期 (1..4)\n%r\nロケール12時間表示での時刻"
+    answer = extractive_answer("date で年の四半期を表示するフォーマットは何ですか？", [_hit(1, text)],
+                               max_sentences=1)
+    assert answer == "%q 年の四半期 (1..4) [文書1]"
+
+
+def test_a_sentence_the_layout_wrapped_is_quoted_whole():
+    # gimp-help-ja printed by Chromium: every printed line came out as its own paragraph, a word
+    # cut at the line end ("問" / "題").
+    text = ("ここで述べた教訓は既定では Windows のフォントディレクトリー\n\n"
+            "を Fontconfig が利用するので、 Windows 自身と同じフォントが使え\n\n"
+            "るということが前提になっています。 何らかの理由で Fontconfig の設\n\n"
+            "定が初期設定とは異なる場合は、 GIMP が見つけ易い場所がどこかが問\n\n"
+            "題になります。")
+    answer = extractive_answer("Fontconfig の設定が初期設定と違うとどうなりますか", [_hit(1, text)],
+                               max_sentences=1)
+    assert answer == ("何らかの理由で Fontconfig の設定が初期設定とは異なる場合は、 GIMP が見つけ易い場所が"
+                      "どこかが問題になります。 [文書1]")
+
+
+def test_short_lines_and_commands_are_not_joined_to_the_next():
+    text = ("パッケージは以下のように作り直します:\n"
+            "$ dpkg-buildpackage -us -uc\n"
+            "作り直したパッケージは親ディレクトリに置かれます。")
+    answer = extractive_answer("作り直したパッケージはどこに置かれますか", [_hit(1, text)], max_sentences=1)
+    assert answer == "作り直したパッケージは親ディレクトリに置かれます。 [文書1]"
+    # The lead-in still brings its command.
+    answer = extractive_answer("パッケージを作り直すには", [_hit(1, text)], max_sentences=1)
+    assert answer == "パッケージは以下のように作り直します: $ dpkg-buildpackage -us -uc [文書1]"
+
+
+def test_two_character_words_of_the_question_count():
+    # maint-guide: 長さ is the question's point; a rule meant for bigrams once dropped every
+    # two-character word mixing kana and kanji, and a sentence on the version's characters won.
+    text = ("アップストリームバージョンは、英数字とプラスと波線とピリオドからのみから選びます。"
+            "できることならその長さを 8 文字以内とするのがいいです。"
+            "アップストリームのバージョンに日付を使う場合は削除します。")
+    answer = extractive_answer("アップストリームバージョンの長さは何文字以内がいいの？", [_hit(1, text)],
+                               max_sentences=1)
+    assert answer == "できることならその長さを 8 文字以内とするのがいいです。 [文書1]"
