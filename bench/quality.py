@@ -139,6 +139,7 @@ class Recipe:
     # Score every candidate of either leg on both legs (bunko.retrieve.fusion.completed).
     complete: bool = shipped.COMPLETE_LEGS
     norm: str = "minmax"  # per-leg normalisation before the weighted sum: "minmax" | "max" | "zscore"
+    drop_question_words: bool = shipped.CURRENT.drop_question_words  # from the BM25 query only
 
 
 def shipped_recipe() -> Recipe:
@@ -149,14 +150,14 @@ def plain_recipe() -> Recipe:
     return Recipe("plain", chunker="windows", chunk_size=400, chunk_overlap=0,
                   analyzer=Analyzer(mode="C", bigrams=True), fusion="minmax", weights=(0.7, 0.3),
                   keyword_shift=False, headers=False, furniture=False, navigation=False, refusal=False,
-                  complete=False)
+                  complete=False, drop_question_words=False)
 
 
 def legacy_recipe() -> Recipe:
     """Index version 1 as Bunko shipped it before this set existed (mode A, Milvus's fusion)."""
     v1 = shipped.INDEX_RECIPES[shipped.LEGACY_INDEX_VERSION]
     return Recipe("index v1 (before)", analyzer=v1.analyzer, fusion="milvus", furniture=v1.strip_furniture,
-                  refusal=False, complete=False)
+                  refusal=False, complete=False, drop_question_words=v1.drop_question_words)
 
 
 def variants(full: bool) -> list[Recipe]:
@@ -174,6 +175,7 @@ def variants(full: bool) -> list[Recipe]:
         replace(base, name="  pages by best + half the next", page_rank="best+half"),
         replace(base, name="  pages by their top 3 summed", page_rank="top3"),
         replace(base, name="  legs as returned (not completed)", complete=False),
+        replace(base, name="  question words in the BM25 query", drop_question_words=not base.drop_question_words),
         replace(base, name="  depth 50", depth=50),
         replace(base, name="  depth 10", depth=10),
         replace(base, name="  norm max", norm="max"),
@@ -361,7 +363,9 @@ def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddi
     for q, p, qv in zip(questions, prepared, qvecs, strict=True):
         cos = vecs @ qv
         terms = q_analyzer.tokens(p.text)
-        bm = bm25.scores(terms)
+        search_terms = [t for t in terms if t not in shipped.QUESTION_WORDS] if recipe.drop_question_words else terms
+        bm = bm25.scores(search_terms)
+        bm_all = bm if search_terms == terms else bm25.scores(terms)  # what the not-found rule scores
         def hit(i: int, score: float) -> Hit:
             c = chunks[i]
             return Hit(chunk_id=str(i), document_id=c.doc, page_no=c.page_no, chunk_index=i,
@@ -382,7 +386,7 @@ def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddi
             hits = [h for h in hits if not is_navigation(h.text)] + [h for h in hits if is_navigation(h.text)]
         if models.reranker is not None:  # as bunko.retrieve.search does: its threshold replaces refusal
             hits = rerank(models.reranker, p.text, hits, top_k=len(hits), threshold=models.rerank_threshold)
-        best_bm = float(bm.max()) if len(bm) else 0.0
+        best_bm = float(bm_all.max()) if len(bm_all) else 0.0
         top_cos = sorted(dense, key=lambda h: -h.score)
         margin = top_cos[0].score - float(np.mean([h.score for h in top_cos[:10]])) if top_cos else 0.0
         missing = sum(1 for t in shipped.content_terms(terms) if t not in bm25.postings)

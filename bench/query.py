@@ -7,6 +7,10 @@ For each collection size it measures p50/p95 of
 
 * **bunko**: ``prepare_query`` tokens + ``VectorStore.hybrid_search`` — one Milvus call, dense top 20
   + BM25 top 20, weighted fusion, ACL filter inside both legs, texts returned;
+* **bunko legs + min-max** and **bunko legs completed + min-max**: what ``search()`` runs for the
+  shipped fusion: the two legs as two searches, then (completed, the default) each leg's score of
+  the chunks only the other returned (a ``query`` of their vectors, a BM25 search filtered to their
+  ids), min-max fusion in Python;
 * **naive pymilvus**: two ``search`` calls (dense, BM25), weighted fusion in Python, then a
   ``query`` to fetch the texts of the fused top 40;
 * **LangChain**: ``langchain_milvus.Milvus`` (dense) + ``BM25Retriever`` (rank_bm25, same Sudachi
@@ -51,6 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bunko.domain import Principal
 from bunko.models.embedding import load_embedder
 from bunko.retrieve.acl import acl_filter
+from bunko.retrieve.fusion import fuse
+from bunko.retrieve.recipe import WEIGHTS
+from bunko.retrieve.search import complete_legs
 from bunko.retrieve.types import QueryFilters
 from bunko.settings import Settings
 from bunko.store.vectors import VectorRow, VectorStore, open_vector_store
@@ -234,8 +241,19 @@ def run_engine(engine: str, store: VectorStore, uri: str, sizes: list[int], nq: 
             return store.hybrid_search("q", dense=v, query_tokens=query_tokens(questions[i]),
                                        filter_expr=expr, limit=40)
 
+        def legs(i: int, complete: bool) -> object:
+            # What bunko.retrieve.search runs for the shipped "minmax" fusion.
+            terms = query_tokens(questions[i]).split()
+            dense, sparse = store.search_legs("q", dense=qvecs[i], query_tokens=" ".join(terms), filter_expr=expr)
+            if complete:
+                dense, sparse = complete_legs(store, "q", qvecs[i], terms, expr, dense, sparse)
+            return fuse(dense, sparse, WEIGHTS, "minmax")
+
         client = store._client
         results.append((engine, size, "bunko hybrid_search", "excluded", timed(bunko, nq)))
+        results.append((engine, size, "bunko legs + min-max", "excluded", timed(lambda i: legs(i, False), nq)))
+        results.append((engine, size, "bunko legs completed + min-max", "excluded",
+                        timed(lambda i: legs(i, True), nq)))
         def naive(i: int, c: Any = client) -> object:
             return naive_search(c, "q", qvecs[i], query_tokens(questions[i]), expr)
 

@@ -125,9 +125,10 @@ def search(
     weights = prepared.weights(params.weights, shift=params.keyword_shift)
     index = recipe.recipe_for(params.index_version)
     terms = index.query_analyzer.tokens(prepared.text)
+    search_terms = index.search_terms(terms)
     expr = acl_filter(principal, collection_id, filters)
     with tracing.span("vector_search", **{"bunko.fusion": params.fusion}) as search_span:
-        hits, signals = _search(vectors, collection_name, query_vec, terms, expr, weights, params)
+        hits, signals = _search(vectors, collection_name, query_vec, search_terms, expr, weights, params)
         search_span.set_attribute("bunko.candidates", len(hits))
     t2 = time.perf_counter()
     timings["search"] = (t2 - t1) * 1000
@@ -137,6 +138,9 @@ def search(
         not_covered = False
         if signals and params.not_found_bm25_share is not None:
             chunks = vectors.count(collection_name, filter_expr=expr)
+            # The rule scores the whole question (it was calibrated so): question words included.
+            best = signals["bm25_best"] if search_terms == terms else _best_bm25(vectors, collection_name, terms, expr)
+            signals["bm25_per_term"] = best / max(len(set(terms)), 1)
             signals["bm25_share"] = signals["bm25_per_term"] / recipe.idf_ceiling(chunks)
             missing = missing_terms(vectors, collection_name, recipe.content_terms(terms), hits, expr)
             signals["missing_terms"] = float(len(missing))
@@ -164,10 +168,10 @@ def _search(vectors: VectorStore, collection_name: str, query_vec: Any, terms: l
         )
         signals = {
             "best_cosine": dense_hits[0].score if dense_hits else 0.0,
-            "bm25_per_term": (sparse_hits[0].score if sparse_hits else 0.0) / max(len(set(terms)), 1),
+            "bm25_best": sparse_hits[0].score if sparse_hits else 0.0,
         }
         if recipe.COMPLETE_LEGS and all(w > 0 for w in weights):
-            dense_hits, sparse_hits = _complete(vectors, collection_name, query_vec, terms, expr,
+            dense_hits, sparse_hits = complete_legs(vectors, collection_name, query_vec, terms, expr,
                                                 dense_hits, sparse_hits)
         # The whole union of both legs: a BM25-only match must reach the reranker.
         hits = fuse(dense_hits, sparse_hits, weights, "minmax")
@@ -180,7 +184,12 @@ def _search(vectors: VectorStore, collection_name: str, query_vec: Any, terms: l
     return hits, signals
 
 
-def _complete(vectors: VectorStore, collection_name: str, query_vec: Any, terms: list[str], expr: str,
+def _best_bm25(vectors: VectorStore, collection_name: str, terms: list[str], expr: str) -> float:
+    best = vectors.search_bm25(collection_name, " ".join(terms), filter_expr=expr, limit=1)
+    return best[0].score if best else 0.0
+
+
+def complete_legs(vectors: VectorStore, collection_name: str, query_vec: Any, terms: list[str], expr: str,
               dense_hits: list[Hit], sparse_hits: list[Hit]) -> tuple[list[Hit], list[Hit]]:
     """Each leg's score of the chunks only the other leg returned: two lookups by chunk id, inside
     the same ACL filter (a chunk the asker may not read is never scored)."""
