@@ -412,14 +412,16 @@ def test_network_policies_admit_the_ingress_only_to_the_api_and_bunko_pods_only_
     ]
     assert from_ns == ["ingress-nginx", "monitoring"]
     assert policies[f"{RELEASE}-worker"]["ingress"] == []
+    bunko = {"app.kubernetes.io/part-of": "bunko", "app.kubernetes.io/instance": RELEASE}
     for store in ("postgresql", "valkey", "minio", "milvus"):
         spec = policies[f"{RELEASE}-{store}"]
         sources = [f for r in spec["ingress"] for f in r["from"]]
         assert all("namespaceSelector" not in f for f in sources), store
-        assert sources[0]["podSelector"]["matchLabels"] == {
-            "app.kubernetes.io/part-of": "bunko",
-            "app.kubernetes.io/instance": RELEASE,
-        }
+        if store != "milvus":
+            assert sources[0]["podSelector"]["matchLabels"] == bunko
+    # Milvus: only the api, the workers and the backup; never the operator or the migration.
+    milvus_from = [f["podSelector"]["matchLabels"] for r in policies[f"{RELEASE}-milvus"]["ingress"] for f in r["from"]]
+    assert milvus_from == [{**bunko, "app.kubernetes.io/component": c} for c in ("api", "worker", "backup")]
     # Each store policy selects its pods (Milvus's labels are the upstream chart's).
     pods = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in find(docs, "StatefulSet")
@@ -452,6 +454,28 @@ def test_network_policies_admit_the_ingress_only_to_the_api_and_bunko_pods_only_
             policies[f"{RELEASE}-postgresql"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
             d["spec"]["template"]["metadata"]["labels"],
         )
+
+
+def test_only_the_processes_that_use_vectors_get_milvus_and_its_token(helm_env, chart):
+    docs = render(helm_env, chart, "values.yaml", "backup.enabled=true", "milvus.enabled=false",
+                  "externalMilvus.uri=http://milvus.example:19530", "externalMilvus.existingSecret=milvus-token")
+    policies = {p["metadata"]["name"] for p in find(docs, "NetworkPolicy")}
+    assert f"{RELEASE}-milvus" not in policies  # an external Milvus is not ours to fence
+
+    def env_of(kind, name):
+        spec = one(docs, kind, name)["spec"]
+        pod = spec["jobTemplate"]["spec"]["template"] if kind == "CronJob" else spec["template"]
+        return {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+
+    for kind, name in (("Deployment", f"{RELEASE}-api"), ("Deployment", f"{RELEASE}-worker"),
+                       ("CronJob", f"{RELEASE}-backup")):
+        env = env_of(kind, name)
+        assert env["BUNKO_MILVUS_URI"]["value"] == "http://milvus.example:19530", name
+        assert env["BUNKO_MILVUS_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "milvus-token", name
+    for kind, name in (("Deployment", f"{RELEASE}-operator"), ("Job", f"{RELEASE}-migrate")):
+        env = env_of(kind, name)
+        assert "BUNKO_DATABASE_URL" in env, name
+        assert not [k for k in env if "MILVUS" in k], name
 
 
 def test_ray_pods_admit_bunko_to_serve_and_only_ray_and_kuberay_to_the_dashboard(helm_env, chart):

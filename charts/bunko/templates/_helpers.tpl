@@ -73,7 +73,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* Environment of the api, worker and operator: settings, stores, secrets. */}}
+{{/* Environment of the api, worker, operator, backup and migration: settings, stores, secrets.
+     Milvus's address and token are only in bunko.milvusEnv: the operator never talks to Milvus. */}}
 {{- define "bunko.env" -}}
 - {name: BUNKO_MODE, value: production}
 - {name: BUNKO_DATA_DIR, value: /tmp/bunko}
@@ -98,11 +99,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- else }}
 - name: BUNKO_DATABASE_URL
   valueFrom: {secretKeyRef: {name: {{ required "externalDatabase.existingSecret is required when postgresql.enabled is false" .Values.externalDatabase.existingSecret }}, key: {{ .Values.externalDatabase.urlKey }}}}
-{{- end }}
-- {name: BUNKO_MILVUS_URI, value: {{ include "bunko.milvusUri" . | quote }}}
-{{- if and (not .Values.milvus.enabled) .Values.externalMilvus.existingSecret }}
-- name: BUNKO_MILVUS_TOKEN
-  valueFrom: {secretKeyRef: {name: {{ .Values.externalMilvus.existingSecret }}, key: {{ .Values.externalMilvus.tokenKey }}}}
 {{- end }}
 {{- if .Values.minio.enabled }}
 - {name: BUNKO_OBJECT_STORE_URL, value: {{ printf "s3://%s:9000" (include "bunko.subchartFullname" (dict "root" . "name" "minio")) | quote }}}
@@ -238,5 +234,14 @@ affinity: {{- toYaml . | nindent 2 }}
     - namespaceSelector:
         matchLabels: {kubernetes.io/metadata.name: {{ .Values.networkPolicy.monitoringNamespace }}}
   ports: [{port: {{ .port }}, protocol: TCP}]
+{{- end }}
+{{- end -}}
+
+{{/* Milvus's address and token, for the processes that search, index or back up vectors. */}}
+{{- define "bunko.milvusEnv" -}}
+- {name: BUNKO_MILVUS_URI, value: {{ include "bunko.milvusUri" . | quote }}}
+{{- if and (not .Values.milvus.enabled) .Values.externalMilvus.existingSecret }}
+- name: BUNKO_MILVUS_TOKEN
+  valueFrom: {secretKeyRef: {name: {{ .Values.externalMilvus.existingSecret }}, key: {{ .Values.externalMilvus.tokenKey }}}}
 {{- end }}
 {{- end -}}
