@@ -280,13 +280,13 @@ def run_engine(engine: str, store: VectorStore, uri: str, sizes: list[int], nq: 
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"\n{'engine':<8} {'chunks':>7}  {'method':<22} {'embedding':<9} {'p50 ms':>8} {'p95 ms':>8} "
+    print(f"\n{'engine':<8} {'chunks':>7}  {'method':<30} {'embedding':<9} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'mean':>8}  p95 ratio to bunko", flush=True)
     for engine, size, method, emb_mode, xs in results:
         ref = next(r for r in results
                    if r[:2] == (engine, size) and r[2].startswith("bunko") and r[3] == emb_mode)[4]
         ratio = pct(xs, 95) / pct(ref, 95)
-        print(f"{engine:<8} {size:>7}  {method:<22} {emb_mode:<9} {pct(xs, 50):>8.1f} {pct(xs, 95):>8.1f} "
+        print(f"{engine:<8} {size:>7}  {method:<30} {emb_mode:<9} {pct(xs, 50):>8.1f} {pct(xs, 95):>8.1f} "
               f"{statistics.mean(xs):>8.1f}  {ratio:>5.2f}x", flush=True)
 
 if __name__ == "__main__":

@@ -243,6 +243,13 @@ def build_scans(pdfs: dict[str, Path], gold: list[dict], out: Path) -> None:
             if g["page"] not in cited[g["doc"]]:
                 cited[g["doc"]].append(g["page"])
     out.mkdir(parents=True, exist_ok=True)
+    wanted = {doc: {str(p): i + 1 for i, p in enumerate(sorted(pages))} for doc, pages in cited.items()}
+    index = out / "pages.json"
+    if (index.exists() and json.loads(index.read_text()) == wanted
+            and all((out / f"{doc}.pdf").exists() for doc in wanted)):
+        # Built already (pages.json is written last). Rebuilding would give other PDF bytes (the
+        # writer stamps a date) and so OCR every scan again, for the same pixels.
+        return
     mapping: dict[str, dict[int, int]] = {}
     for doc, pages in sorted(cited.items()):
         pages.sort()
