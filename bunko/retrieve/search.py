@@ -172,7 +172,7 @@ def _search(vectors: VectorStore, collection_name: str, query_vec: Any, terms: l
         }
         if recipe.COMPLETE_LEGS and all(w > 0 for w in weights):
             dense_hits, sparse_hits = complete_legs(vectors, collection_name, query_vec, terms, expr,
-                                                dense_hits, sparse_hits)
+                                                    dense_hits, sparse_hits)
         # The whole union of both legs: a BM25-only match must reach the reranker.
         hits = fuse(dense_hits, sparse_hits, weights, "minmax")
     else:
@@ -190,7 +190,7 @@ def _best_bm25(vectors: VectorStore, collection_name: str, terms: list[str], exp
 
 
 def complete_legs(vectors: VectorStore, collection_name: str, query_vec: Any, terms: list[str], expr: str,
-              dense_hits: list[Hit], sparse_hits: list[Hit]) -> tuple[list[Hit], list[Hit]]:
+                  dense_hits: list[Hit], sparse_hits: list[Hit]) -> tuple[list[Hit], list[Hit]]:
     """Each leg's score of the chunks only the other leg returned: two lookups by chunk id, inside
     the same ACL filter (a chunk the asker may not read is never scored)."""
     in_dense = {h.chunk_id for h in dense_hits}
