@@ -356,14 +356,16 @@ def evaluate(corpus: Corpus, recipe: Recipe, questions: list[dict], emb: Embeddi
     chunks = chunks_of(corpus, recipe)
     vecs = emb.documents([c.indexed for c in chunks])
     bm25 = BM25([recipe.analyzer.tokens(c.indexed) for c in chunks])
-    q_analyzer = replace(recipe.analyzer, drop_function_words=True)
+    # The product's query side for this recipe's analysis (bunko.retrieve.recipe.IndexRecipe).
+    index = shipped.IndexRecipe(recipe.name, recipe.analyzer, recipe.furniture, recipe.drop_question_words)
+    q_analyzer = index.query_analyzer
     prepared = [prepare_query(q["q"], max_chars=2000) for q in questions]
     qvecs = emb.queries([p.text for p in prepared])
     run = Run(recipe, corpus.name)
     for q, p, qv in zip(questions, prepared, qvecs, strict=True):
         cos = vecs @ qv
         terms = q_analyzer.tokens(p.text)
-        search_terms = [t for t in terms if t not in shipped.QUESTION_WORDS] if recipe.drop_question_words else terms
+        search_terms = index.search_terms(terms)
         bm = bm25.scores(search_terms)
         bm_all = bm if search_terms == terms else bm25.scores(terms)  # what the not-found rule scores
         def hit(i: int, score: float) -> Hit:

@@ -425,9 +425,7 @@ class VectorStore:
         self._run("delete", delete, collection=name)
 
     def count(self, name: str, document_id: str | None = None, *, filter_expr: str = "") -> int:
-        parts = [f"document_id == {quote(document_id)}"] if document_id is not None else []
-        parts += [f"({filter_expr})"] if filter_expr else []
-        expr = " and ".join(parts)
+        expr = _and(f"document_id == {quote(document_id)}" if document_id is not None else "", filter_expr)
         res = self._run("count", lambda: self._client.query(
             name, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
         ), collection=name)
